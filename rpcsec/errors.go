@@ -1,0 +1,96 @@
+package rpcsec
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrNoCertificate is returned when PEM input holds no CERTIFICATE
+	// block.
+	ErrNoCertificate = errors.New("rpcsec: no CERTIFICATE block")
+	// ErrNoKey is returned when PEM input holds no PRIVATE KEY block.
+	ErrNoKey = errors.New("rpcsec: no PRIVATE KEY block")
+	// ErrKeyMismatch is returned when a private key does not belong to
+	// the certificate it is loaded with.
+	ErrKeyMismatch = errors.New(
+		"rpcsec: private key does not match certificate")
+	// ErrNotCA is returned when a certificate given as a CA is not one.
+	ErrNotCA = errors.New("rpcsec: certificate is not a CA")
+	// ErrNoCAKey is returned when a CA without its private key is asked
+	// to sign; only master candidates hold the key.
+	ErrNoCAKey = errors.New("rpcsec: CA private key not loaded; " +
+		"sign on a master candidate")
+	// ErrBadCSR is returned when a CSR cannot be parsed, its signature
+	// does not verify, or its key type is not ECDSA or Ed25519.
+	ErrBadCSR = errors.New("rpcsec: invalid certificate request")
+	// ErrBadParameter is returned when a name, address or validity given
+	// to an issuing function is empty or out of range.
+	ErrBadParameter = errors.New("rpcsec: invalid parameter")
+	// ErrNoNodeID is returned when a client certificate does not name
+	// exactly one node UUID in a urn:uuid URI SAN, or the UUID is not a
+	// lowercase RFC 4122 string.
+	ErrNoNodeID = errors.New("rpcsec: no valid node UUID in certificate")
+	// ErrNotSignedByCA is returned when an identity's certificate is not
+	// signed by any of the CA certificates it is loaded with.
+	ErrNotSignedByCA = errors.New(
+		"rpcsec: certificate not signed by the cluster CA")
+	// ErrWrongUsage is returned when a server certificate lacks server
+	// auth or a client certificate lacks client auth usage.
+	ErrWrongUsage = errors.New("rpcsec: wrong extended key usage")
+	// ErrALPN is returned when a protocol other than ALPNRPC or ALPNRaft
+	// is asked for, or the server negotiates another one.
+	ErrALPN = errors.New("rpcsec: unexpected ALPN protocol")
+)
+
+// Reason says why a peer was refused.
+type Reason string
+
+// The reasons for refusing a peer, in the order Admission.Check tests
+// them.
+const (
+	// ReasonNoCertificate: the peer presented no certificate.
+	ReasonNoCertificate Reason = "no client certificate"
+	// ReasonWrongCA: the certificate does not chain to a cluster CA
+	// (self-signed, or from another CA).
+	ReasonWrongCA Reason = "not signed by the cluster CA"
+	// ReasonWrongUsage: CA-signed, but not for client authentication.
+	ReasonWrongUsage Reason = "not a client certificate"
+	// ReasonExpired: the certificate, or its CA, is expired or not yet
+	// valid.
+	ReasonExpired Reason = "expired or not yet valid"
+	// ReasonNoNodeID: no single, well-formed urn:uuid URI SAN.
+	ReasonNoNodeID Reason = "no node UUID in certificate"
+	// ReasonUnknownNode: the named node has no candidate-map entry.
+	ReasonUnknownNode Reason = "node not in candidate map"
+	// ReasonDigestMismatch: the candidate-map entry names another
+	// certificate for this node.
+	ReasonDigestMismatch Reason = "digest differs from candidate map"
+)
+
+// RefusedError is returned by Admission.Check, and ends a refused
+// handshake, with the evidence of the refusal.
+type RefusedError struct {
+	// Peer is the remote address; empty when Check is called directly.
+	Peer string
+	// Node is the node UUID the certificate claims, or empty if it
+	// claims none or was not read that far.
+	Node string
+	// Reason is why the peer was refused.
+	Reason Reason
+	// Err is the underlying verification error, if any.
+	Err error
+}
+
+// Error describes the refusal.
+func (e *RefusedError) Error() string {
+	s := fmt.Sprintf("rpcsec: refused peer %q node %q: %s",
+		e.Peer, e.Node, e.Reason)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the underlying verification error.
+func (e *RefusedError) Unwrap() error { return e.Err }
