@@ -215,6 +215,10 @@ func TestCluster_ThreeHostsComeUp(t *testing.T) {
 		}
 	}
 
+	c.checkPowers(t, "node4 regular", map[[2]*Host]bool{
+		{n1, n4}: true, {c.Hosts[1], n1}: true, {n4, n1}: false,
+	})
+
 	// Promoting a candidate again changes nothing.
 	c.MustRun(n1, "promote", "node2")
 	if got := roles(c.waitConverged(c.Hosts...)); got != want {
@@ -229,6 +233,17 @@ func TestCluster_ThreeHostsComeUp(t *testing.T) {
 	if got := roles(nodes); got != want {
 		t.Fatalf("roles after promote node4: got %q, want %q", got, want)
 	}
+
+	WaitFor(t, "promoted node4 to reach node1 by ssh and rpc",
+		convergeWithin, func() (bool, string) {
+			if err := c.SSH(n4, n1, "true"); err != nil {
+				return false, err.Error()
+			}
+			if err := c.RPC(n4, n1); err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
 
 	checks := map[string]string{
 		"ssconf_master_node":       "node1\n",
@@ -246,6 +261,21 @@ func TestCluster_ThreeHostsComeUp(t *testing.T) {
 		info.CandidatePoolSize != 3 {
 		t.Errorf("cluster info on node4: got %+v, want name %s, "+
 			"master node1, pool 3", info, clusterName)
+	}
+}
+
+// checkPowers checks, for each from->to pair, that real ssh and a
+// real TLS node RPC from `from` to `to` succeed exactly when want says.
+func (c *Cluster) checkPowers(t testing.TB, what string,
+	want map[[2]*Host]bool) {
+	t.Helper()
+	for pair, ok := range want {
+		from, to := pair[0], pair[1]
+		sshErr, rpcErr := c.SSH(from, to, "true"), c.RPC(from, to)
+		if (sshErr == nil) != ok || (rpcErr == nil) != ok {
+			t.Errorf("%s: %s -> %s: ssh %v, rpc %v; want allowed %v",
+				what, from.Name, to.Name, sshErr, rpcErr, ok)
+		}
 	}
 }
 
