@@ -211,7 +211,12 @@ func checkNode(id string, n *Node) error {
 func validPort(p int) bool { return p > 0 && p < 65536 }
 
 func (s *State) checkCandidateMap() error {
+	seen := map[string]string{}
 	for id, d := range s.CandidateMap {
+		if other, dup := seen[d]; dup {
+			return fmt.Errorf("nodes %q and %q have the same certificate digest", other, id)
+		}
+		seen[d] = id
 		n := s.Nodes[id]
 		if n == nil || !n.MasterCandidate {
 			return fmt.Errorf("candidate map entry for %q, which is not a master candidate", id)

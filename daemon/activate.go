@@ -1,0 +1,201 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+
+	"sync"
+	"time"
+
+	"ganeti-node/atomicfile"
+	"ganeti-node/fsm"
+	"ganeti-node/raftnode"
+	"ganeti-node/rpcsec"
+)
+
+// ErrNoIdentity is returned when an operation needs the node to be
+// part of a cluster and it is not yet.
+var ErrNoIdentity = errors.New("this node is not part of a cluster yet; " +
+	"run init here or join it from the master")
+
+// activate loads the node identity and starts the network side: the
+// TLS port (RPC and Raft), Raft itself and gossip. It is idempotent.
+func (d *Daemon) activate() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.raft != nil {
+		return nil
+	}
+	nf, err := loadNodeFile(d.paths.NodeJSON())
+	if err != nil {
+		return fmt.Errorf("loading node identity: %w", err)
+	}
+	id, err := rpcsec.LoadIdentity(d.paths.StateDir())
+	if err != nil {
+		return fmt.Errorf("loading certificates: %w", err)
+	}
+
+	// Admission starts from the last map this node applied, so a
+	// restart never admits by an older one; a fresh node starts from
+	// the map the master gave it at join.
+	idx, m, err := d.loadAdmission()
+	if err != nil {
+		return err
+	}
+	d.applied.setFloor(idx)
+	d.adm.Set(m)
+
+	mux, err := rpcsec.Listen(nf.Addr(), id, d.adm,
+		d.log.With("component", "rpcsec"))
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", nf.Addr(), err)
+	}
+	srv := &http.Server{Handler: d.rpcHandler(),
+		ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(mux.RPCListener())
+
+	rn, err := d.openRaft(nf, id, mux)
+	if err != nil {
+		srv.Close()
+		mux.Close()
+		return err
+	}
+	d.node, d.id, d.mux, d.rpcSrv, d.raft = nf, id, mux, srv, rn
+	d.startGossip(nf)
+	d.log.Info("node active", "node", nf.Name, "uuid", nf.UUID,
+		"addr", nf.Addr())
+	return nil
+}
+
+func (d *Daemon) openRaft(nf *NodeFile, id *rpcsec.Identity,
+	mux *rpcsec.Mux) (*raftnode.Node, error) {
+	adv, err := net.ResolveTCPAddr("tcp", nf.Addr())
+	if err != nil {
+		return nil, fmt.Errorf("resolving %q: %w", nf.Addr(), err)
+	}
+	rc := d.cfg.Raft
+	rc.ID, rc.Dir, rc.Advertise = nf.UUID, d.paths.RaftDir(), adv
+	rc.Log = d.log.With("component", "raft")
+	stream := rpcsec.NewStreamLayer(mux, id, adv)
+	return raftnode.Open(rc, d.fsm, stream, d.onLeader)
+}
+
+func (d *Daemon) startGossip(nf *NodeFile) {
+	key, err := os.ReadFile(d.paths.GossipKey())
+	if err == nil {
+		var g *raftnode.Gossip
+		g, err = raftnode.StartGossip(raftnode.GossipConfig{
+			Name: nf.Name, BindIP: nf.PrimaryIP, Port: nf.GossipPort,
+			Key: key, Log: d.log.With("component", "gossip")})
+		if err == nil {
+			d.gossip = g
+			go d.joinGossip(nf.Seeds)
+			return
+		}
+	}
+	// Gossip only feeds the alive column; the node works without it.
+	d.log.Warn("gossip not started", "err", err)
+}
+
+func (d *Daemon) joinGossip(seeds []string) {
+	addrs := append([]string(nil), seeds...)
+	for _, n := range d.fsm.State().Nodes {
+		addrs = append(addrs, n.GossipAddr())
+	}
+	if _, err := d.gossip.Join(addrs); err != nil {
+		d.log.Debug("gossip join", "err", err)
+	}
+}
+
+// admissionRecord is admission.json.
+type admissionRecord struct {
+	Index uint64            `json:"index"`
+	Map   map[string]string `json:"map"`
+}
+
+func (d *Daemon) loadAdmission() (uint64, map[string]string, error) {
+	data, err := os.ReadFile(d.paths.AdmissionFile())
+	if err == nil {
+		var r admissionRecord
+		if err := json.Unmarshal(data, &r); err != nil {
+			return 0, nil, fmt.Errorf("parsing %q: %w", d.paths.AdmissionFile(), err)
+		}
+		return r.Index, r.Map, nil
+	}
+	seed, err := os.ReadFile(d.paths.StateDir() + "/" + fsm.SsconfPrefix +
+		"master_candidates_certs")
+	if err != nil {
+		return 0, nil, fmt.Errorf("no candidate map: neither %q nor ssconf: %w",
+			d.paths.AdmissionFile(), err)
+	}
+	m, err := fsm.ParseCandidateCerts(string(seed))
+	return 0, m, err
+}
+
+// observe runs on Raft's apply goroutine after every applied entry or
+// restore. Older states (a snapshot restored at start-up before the
+// log is replayed) never replace newer admission data or ssconf.
+func (d *Daemon) observe(s *fsm.State) {
+	if !d.applied.advance(s.Index) {
+		return
+	}
+	if s.Initialised() {
+		d.adm.Set(s.CandidateMap)
+		rec, _ := json.Marshal(admissionRecord{Index: s.Index, Map: s.CandidateMap})
+		if err := atomicfile.Write(d.paths.AdmissionFile(), rec, 0o644); err != nil {
+			d.log.Error("writing admission record failed", "err", err)
+		}
+		if err := fsm.WriteSsconf(d.paths.StateDir(), fsm.Ssconf(s)); err != nil {
+			d.log.Error("writing ssconf failed", "err", err)
+		}
+	}
+	d.applied.broadcast()
+}
+
+// appliedIndex tracks the highest index observed and wakes waiters.
+type appliedIndex struct {
+	mu    sync.Mutex
+	index uint64
+	ch    chan struct{}
+}
+
+func (a *appliedIndex) init() { a.ch = make(chan struct{}) }
+
+func (a *appliedIndex) setFloor(i uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if i > a.index {
+		a.index = i
+	}
+}
+
+// advance records i and reports whether it is not older than what was
+// seen; equal counts, so re-applying the same state is harmless.
+func (a *appliedIndex) advance(i uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if i < a.index {
+		return false
+	}
+	a.index = i
+	return true
+}
+
+func (a *appliedIndex) broadcast() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	close(a.ch)
+	a.ch = make(chan struct{})
+}
+
+func (a *appliedIndex) get() (uint64, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.index, a.ch
+}
+
+

@@ -1,0 +1,239 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"ganeti-node/fsm"
+)
+
+// opTimeout bounds one cluster operation end to end.
+const opTimeout = 5 * time.Minute
+
+// retryInterval is how often the master retries nodes it could not
+// bring in line with the configuration.
+const retryInterval = 5 * time.Second
+
+// leaderState is what the node knows about its own leadership. Ready
+// is set once a new leader has recorded itself and reconciled the
+// nodes, so role changes never start from a half-finished state.
+type leaderState struct {
+	mu     sync.Mutex
+	ready  bool
+	cancel context.CancelFunc
+	change chan struct{}
+}
+
+func (d *Daemon) isLeader() bool {
+	d.mu.Lock()
+	r := d.raft
+	d.mu.Unlock()
+	return r != nil && r.IsLeader()
+}
+
+// onLeader is called by raftnode when leadership changes.
+func (d *Daemon) onLeader(isLeader bool) {
+	l := &d.leader
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cancel != nil {
+		l.cancel()
+		l.cancel = nil
+	}
+	l.ready = false
+	if !isLeader {
+		d.log.Info("no longer master")
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	go d.takeOver(ctx)
+}
+
+// takeOver runs on a new leader: it records itself as master, brings
+// Raft membership and every reachable node's files in line with the
+// committed configuration, and then keeps retrying unreachable nodes.
+func (d *Daemon) takeOver(ctx context.Context) {
+	start := time.Now()
+	if err := d.raft.Barrier(); err != nil {
+		d.log.Warn("takeover barrier failed", "err", err)
+		return
+	}
+	// Right after init the cluster entry follows leadership by a few
+	// milliseconds.
+	s, err := d.waitInitialised(ctx)
+	if err != nil {
+		return
+	}
+	me := d.self(s)
+	if me == nil {
+		d.log.Error("leader is not in the configuration")
+		return
+	}
+	if s.Cluster.MasterNode != me.UUID {
+		cmd := &fsm.Command{Changes: []fsm.Change{{Op: fsm.OpSetMaster, UUID: me.UUID}}}
+		if _, err := d.raft.Apply(cmd); err != nil {
+			d.log.Warn("recording new master failed", "err", err)
+			return
+		}
+	}
+	d.log.Info("became master", "node", me.Name, "took", time.Since(start))
+	d.setReady(true)
+
+	// Finishing what a previous master may have left half-done is done
+	// under the operation lock, so it never interleaves with an
+	// operation.
+	d.opMu.Lock()
+	d.reconcileRaft(d.fsm.State())
+	d.reconcileAll(ctx, nil)
+	d.opMu.Unlock()
+	d.retryLoop(ctx)
+}
+
+func (d *Daemon) setReady(v bool) {
+	d.leader.mu.Lock()
+	d.leader.ready = v
+	d.leader.mu.Unlock()
+}
+
+func (d *Daemon) ready() bool {
+	d.leader.mu.Lock()
+	defer d.leader.mu.Unlock()
+	return d.leader.ready
+}
+
+func (d *Daemon) retryLoop(ctx context.Context) {
+	t := time.NewTicker(retryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if d.pendingCount() == 0 {
+				continue
+			}
+			d.opMu.Lock()
+			d.reconcileAll(ctx, d.pendingNodes())
+			d.opMu.Unlock()
+		}
+	}
+}
+
+// routeOp decides where an operation from the local CLI runs.
+func (d *Daemon) routeOp(ctx context.Context, req OpRequest) (*OpResult, error) {
+	d.mu.Lock()
+	r, nf := d.raft, d.node
+	d.mu.Unlock()
+	if r == nil {
+		return nil, ErrNoIdentity
+	}
+	if r.IsLeader() {
+		return d.runOp(ctx, req)
+	}
+	s := d.fsm.State()
+	me := s.Nodes[nf.UUID]
+	leaderAddr, leaderID := r.Leader()
+	master := "unknown"
+	if m := s.Nodes[leaderID]; m != nil {
+		master = m.Name
+	}
+	if me == nil || !me.MasterCandidate {
+		return nil, fmt.Errorf("node %q is not a master candidate, so it cannot "+
+			"change the cluster; run the command on the master (%s)", nf.Name, master)
+	}
+	if leaderAddr == "" {
+		return nil, errors.New("no master is elected right now; retry in a few seconds")
+	}
+	if req.Op == OpFailover {
+		req.Args, _ = json.Marshal(NodeArgs{Node: nf.Name})
+	}
+	return d.forward(ctx, leaderAddr, req)
+}
+
+// runOp runs an operation on the leader, one at a time.
+func (d *Daemon) runOp(ctx context.Context, req OpRequest) (*OpResult, error) {
+	if err := d.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	d.opMu.Lock()
+	defer d.opMu.Unlock()
+	if !d.isLeader() {
+		return nil, errNotLeaderNow
+	}
+	d.log.Info("operation started", "op", req.Op)
+	res, err := d.dispatch(ctx, req)
+	if err != nil {
+		d.log.Error("operation failed", "op", req.Op, "err", err)
+		return nil, err
+	}
+	d.log.Info("operation done", "op", req.Op, "result", res.Message,
+		"unreachable", len(res.Unreachable))
+	return res, nil
+}
+
+func (d *Daemon) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for !d.ready() {
+		if !d.isLeader() {
+			return errNotLeaderNow
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the new master is still reconciling the " +
+				"cluster; retry in a few seconds")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) dispatch(ctx context.Context, req OpRequest) (*OpResult, error) {
+	switch req.Op {
+	case OpJoin:
+		var a JoinArgs
+		if err := strictUnmarshal(req.Args, &a); err != nil {
+			return nil, err
+		}
+		return d.opJoin(ctx, a)
+	case OpPromote, OpDemote, OpOffline, OpOnline, OpRemove, OpModify, OpFailover:
+		var a NodeArgs
+		if err := strictUnmarshal(req.Args, &a); err != nil {
+			return nil, err
+		}
+		return d.nodeOp(ctx, req.Op, a)
+	}
+	return nil, fmt.Errorf("unknown operation %q", req.Op)
+}
+
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytesReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad operation arguments: %w", err)
+	}
+	return nil
+}
+
+func (d *Daemon) waitInitialised(ctx context.Context) (*fsm.State, error) {
+	for {
+		_, ch := d.applied.get()
+		if s := d.fsm.State(); s.Initialised() {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ch:
+		}
+	}
+}

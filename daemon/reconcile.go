@@ -1,0 +1,269 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"ganeti-node/fsm"
+	"ganeti-node/sshdist"
+)
+
+// sshClient builds the master's SSH client: its own key, the cluster's
+// known_hosts (required: trust is never optional), bounded parallelism.
+func (d *Daemon) sshClient() (*sshdist.Client, error) {
+	cfg := sshdist.DefaultClientConfig()
+	cfg.KeyDir = d.paths.SSHDir()
+	cfg.KnownHostsPath = d.paths.KnownHosts()
+	cfg.RemoteCommand = d.cfg.RemoteCommand
+	cfg.ConnectTimeout = 5 * time.Second
+	cfg.Concurrency = d.cfg.SSHConcurrency
+	cfg.Log = d.log.With("component", "ssh")
+	return sshdist.NewClient(cfg)
+}
+
+func target(n *fsm.Node) sshdist.Target {
+	return sshdist.Target{Name: n.Name, Addr: n.SSHAddr()}
+}
+
+// keySet is what the master knows about SSH keys for one operation:
+// its ganeti_pub_keys, read from its own disk.
+type keySet struct {
+	entries []sshdist.PubKeyEntry
+}
+
+func (d *Daemon) readKeySet() (*keySet, error) {
+	e, err := sshdist.ReadPubKeys(d.paths.PubKeys())
+	if errors.Is(err, sshdist.ErrNoPubKeysFile) {
+		return &keySet{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &keySet{entries: e}, nil
+}
+
+// candidateKeys returns the keys that belong in every authorized_keys:
+// those in the master's ganeti_pub_keys whose node is a current master
+// candidate in s (invariant 2, checked here where the SSH work is done).
+func (k *keySet) candidateKeys(s *fsm.State) []sshdist.KeyEntry {
+	var out []sshdist.KeyEntry
+	for _, e := range k.entries {
+		if n := s.Nodes[e.UUID]; n != nil && n.MasterCandidate {
+			out = append(out, keyEntry(e))
+		}
+	}
+	return out
+}
+
+// potentialKeys returns the entries of potential master candidates:
+// the content of ganeti_pub_keys on every potential candidate.
+func (k *keySet) potentialKeys(s *fsm.State) []sshdist.KeyEntry {
+	var out []sshdist.KeyEntry
+	for _, e := range k.entries {
+		if n := s.Nodes[e.UUID]; n != nil && s.PotentialCandidate(n) {
+			out = append(out, keyEntry(e))
+		}
+	}
+	return out
+}
+
+func keyEntry(e sshdist.PubKeyEntry) sshdist.KeyEntry {
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(e.Key)))
+	return sshdist.KeyEntry{UUID: e.UUID, Key: line}
+}
+
+// desired returns the ssh-update request that brings node n to what
+// the configuration s says: the candidates' keys authorised, the
+// pub-key file on potential candidates only, the CA key on candidates
+// only, and the cluster's known_hosts and CA certificate.
+func (d *Daemon) desired(s *fsm.State, k *keySet, n *fsm.Node) (*sshdist.Request, error) {
+	req := &sshdist.Request{Cluster: s.Cluster.Name}
+	kh, err := os.ReadFile(d.paths.KnownHosts())
+	if err != nil {
+		return nil, fmt.Errorf("reading known_hosts: %w", err)
+	}
+	ca, err := os.ReadFile(d.paths.CACert())
+	if err != nil {
+		return nil, fmt.Errorf("reading CA certificate: %w", err)
+	}
+	req.Files = []sshdist.File{{Name: "known_hosts", Data: string(kh)},
+		{Name: "ca.pem", Data: string(ca)}}
+	if n.MasterCandidate {
+		key, err := os.ReadFile(d.paths.CAKey())
+		if err != nil {
+			return nil, fmt.Errorf("reading CA key: %w", err)
+		}
+		req.Files = append(req.Files, sshdist.File{Name: "ca-key.pem", Data: string(key)})
+	} else {
+		req.RemoveFiles = []string{"ca-key.pem"}
+	}
+	if s.Cluster.ModifySSHSetup {
+		req.AuthorizedKeys = &sshdist.AuthKeysOp{
+			File: s.Cluster.AuthorizedKeysFile, Keys: k.candidateKeys(s)}
+		if s.PotentialCandidate(n) {
+			req.PubKeys = &sshdist.PubKeysOp{Entries: k.potentialKeys(s)}
+		} else {
+			req.PubKeys = &sshdist.PubKeysOp{Remove: true}
+		}
+	}
+	return req, nil
+}
+
+// reconcileAll brings the given nodes (all nodes when uuids is nil) in
+// line with the committed configuration over SSH, in parallel. Nodes
+// that fail are remembered and retried by the leader; their names are
+// returned.
+func (d *Daemon) reconcileAll(ctx context.Context, uuids []string) []string {
+	s := d.fsm.State()
+	nodes := s.SortedNodes()
+	if uuids != nil {
+		nodes = nil
+		for _, id := range uuids {
+			if n := s.Nodes[id]; n != nil {
+				nodes = append(nodes, n)
+			}
+			d.clearPending(id)
+		}
+	}
+	return d.pushTo(ctx, nil, s, nodes)
+}
+
+// pushTo sends each node its desired state, reusing sess when given.
+func (d *Daemon) pushTo(ctx context.Context, sess *sshdist.Session,
+	s *fsm.State, nodes []*fsm.Node) []string {
+	if len(nodes) == 0 {
+		return nil
+	}
+	k, err := d.readKeySet()
+	if err != nil {
+		d.log.Error("reading ganeti_pub_keys failed", "err", err)
+		return d.markPending(nodes)
+	}
+	if sess == nil {
+		c, err := d.sshClient()
+		if err != nil {
+			d.log.Error("ssh client unavailable", "err", err)
+			return d.markPending(nodes)
+		}
+		sess = c.NewSession()
+		defer sess.Close()
+	}
+	reqs := map[string]*sshdist.Request{}
+	var targets []sshdist.Target
+	for _, n := range nodes {
+		req, err := d.desired(s, k, n)
+		if err != nil {
+			d.log.Error("building node update failed", "node", n.Name, "err", err)
+			return d.markPending(nodes)
+		}
+		reqs[n.Name] = req
+		targets = append(targets, target(n))
+	}
+	results := sess.FanOut(ctx, "reconcile", targets,
+		func(t sshdist.Target) *sshdist.Request { return reqs[t.Name] })
+	var failed []*fsm.Node
+	for i, r := range results {
+		if r.Err != nil {
+			d.log.Warn("node not updated; will retry", "node", nodes[i].Name, "err", r.Err)
+			failed = append(failed, nodes[i])
+		}
+	}
+	return d.markPending(failed)
+}
+
+func (d *Daemon) markPending(nodes []*fsm.Node) []string {
+	d.pendingMu.Lock()
+	defer d.pendingMu.Unlock()
+	var names []string
+	for _, n := range nodes {
+		d.pending[n.UUID] = true
+		names = append(names, n.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (d *Daemon) clearPending(uuid string) {
+	d.pendingMu.Lock()
+	delete(d.pending, uuid)
+	d.pendingMu.Unlock()
+}
+
+func (d *Daemon) pendingCount() int {
+	d.pendingMu.Lock()
+	defer d.pendingMu.Unlock()
+	return len(d.pending)
+}
+
+func (d *Daemon) pendingNodes() []string {
+	d.pendingMu.Lock()
+	defer d.pendingMu.Unlock()
+	out := make([]string, 0, len(d.pending))
+	for id := range d.pending {
+		out = append(out, id)
+	}
+	return out
+}
+
+// reconcileRaft makes Raft membership follow the configuration:
+// candidates are voters, other online nodes non-voters, offline and
+// removed nodes out.
+func (d *Daemon) reconcileRaft(s *fsm.State) {
+	servers, err := d.raft.Servers()
+	if err != nil {
+		d.log.Warn("reading raft configuration failed", "err", err)
+		return
+	}
+	for _, n := range s.SortedNodes() {
+		want := wantSuffrage(n)
+		if servers[n.UUID] == want {
+			continue
+		}
+		if err := d.setSuffrage(n, want); err != nil {
+			d.log.Warn("raft membership change failed", "node", n.Name, "err", err)
+		}
+	}
+	for id := range servers {
+		if s.Nodes[id] == nil {
+			if err := d.raft.Remove(id); err != nil {
+				d.log.Warn("removing stale raft server failed", "id", id, "err", err)
+			}
+		}
+	}
+}
+
+func wantSuffrage(n *fsm.Node) string {
+	switch {
+	case n.MasterCandidate:
+		return "voter"
+	case n.Offline:
+		return "none"
+	}
+	return "nonvoter"
+}
+
+func (d *Daemon) setSuffrage(n *fsm.Node, want string) error {
+	servers, err := d.raft.Servers()
+	if err != nil {
+		return err
+	}
+	have := servers[n.UUID]
+	switch {
+	case want == "voter":
+		return d.raft.AddVoter(n.UUID, n.RPCAddr())
+	case want == "nonvoter" && have == "voter":
+		return d.raft.Demote(n.UUID)
+	case want == "nonvoter":
+		return d.raft.AddNonvoter(n.UUID, n.RPCAddr())
+	case have != "":
+		return d.raft.Remove(n.UUID)
+	}
+	return nil
+}
