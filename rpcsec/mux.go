@@ -123,11 +123,15 @@ func (m *Mux) admit(peer string, certs []*x509.Certificate,
 	roots *x509.CertPool) error {
 	err := m.adm.Check(certs, roots, time.Now())
 	var re *RefusedError
-	if errors.As(err, &re) {
-		re.Peer = peer
-		m.log.Info("refusing connection", "peer", peer,
-			"node", re.Node, "reason", re.Reason, "err", re.Err)
+	if !errors.As(err, &re) {
+		return err
 	}
+	re.Peer = peer
+	args := []any{"peer", peer, "node", re.Node, "reason", re.Reason}
+	if re.Err != nil {
+		args = append(args, "err", re.Err)
+	}
+	m.log.Info("refusing connection", args...)
 	return err
 }
 
