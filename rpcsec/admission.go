@@ -8,8 +8,8 @@ import (
 
 // Admission holds the candidate map this node has applied, node UUID ->
 // client certificate Digest, and the connections it admitted under it.
-// An empty map admits nobody. It is safe for concurrent use. Create it
-// with NewAdmission; the zero value is not usable.
+// It is safe for concurrent use. The zero value holds an empty map,
+// which admits nobody, and does not log.
 type Admission struct {
 	log *slog.Logger
 
@@ -25,6 +25,13 @@ func NewAdmission(log *slog.Logger) *Admission {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Admission{log: log, conns: map[*Conn]struct{}{}}
+}
+
+func (a *Admission) logger() *slog.Logger {
+	if a.log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.log
 }
 
 // Set replaces the candidate map with a copy of m. Before it returns,
@@ -56,7 +63,7 @@ func (a *Admission) Set(m map[string]string) {
 	a.mu.Unlock()
 
 	for _, r := range closed {
-		a.log.Info("closing revoked connection", "peer", r.c.peer,
+		a.logger().Info("closing revoked connection", "peer", r.c.peer,
 			"node", r.c.node, "reason", r.why)
 	}
 }
@@ -77,6 +84,9 @@ func (a *Admission) track(c *Conn) bool {
 	defer a.mu.Unlock()
 	if a.m[c.node] != c.digest {
 		return false
+	}
+	if a.conns == nil {
+		a.conns = map[*Conn]struct{}{}
 	}
 	a.conns[c] = struct{}{}
 	return true

@@ -84,12 +84,12 @@ func TestAdmission_Check(t *testing.T) {
 	}
 }
 
-func TestAdmission_EmptyMapAdmitsNobody(t *testing.T) {
+func TestAdmission_ZeroValueAdmitsNobody(t *testing.T) {
 	ca := newTestCA(t, t0, 365*day)
 	mc := newTestNode(t, ca, "mc", uuidA, net.IPv4(127, 0, 0, 1), t0)
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
-	adm := NewAdmission(nil)
+	var adm Admission
 	var re *RefusedError
 	err := adm.Check([]*x509.Certificate{mc.client}, roots, t0)
 	if !errors.As(err, &re) || re.Reason != ReasonUnknownNode {

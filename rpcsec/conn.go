@@ -31,3 +31,10 @@ func (c *Conn) Close() error {
 	c.adm.untrack(c)
 	return c.Conn.Close()
 }
+
+// abort closes the socket at once, without a close_notify that a peer
+// which does not read could hold up.
+func (c *Conn) abort() {
+	c.adm.untrack(c)
+	c.raw.Close()
+}

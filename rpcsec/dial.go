@@ -25,6 +25,10 @@ var dials atomic.Uint64
 func Dial(ctx context.Context, addr string, id *Identity,
 	alpn string) (*tls.Conn, error) {
 	dials.Add(1)
+	if id == nil {
+		return nil, fmt.Errorf("%w: dialing %q without an identity",
+			ErrBadParameter, addr)
+	}
 	if alpn != ALPNRPC && alpn != ALPNRaft {
 		return nil, fmt.Errorf("%w: %q", ErrALPN, alpn)
 	}

@@ -37,12 +37,16 @@ func TestDial_ChecksServerCA(t *testing.T) {
 	}
 }
 
-func TestDial_RejectsOtherALPN(t *testing.T) {
+func TestDial_RejectsBadArguments(t *testing.T) {
 	c := newTestCluster(t, localhost)
 	id := c.mc.identity(t, c.ca.CertPEM)
 	if _, err := Dial(t.Context(), c.addr(), id, "h2"); !errors.Is(err,
 		ErrALPN) {
-		t.Errorf("got %v, want ErrALPN", err)
+		t.Errorf("alpn h2: got %v, want ErrALPN", err)
+	}
+	_, err := Dial(t.Context(), c.addr(), nil, ALPNRPC)
+	if !errors.Is(err, ErrBadParameter) {
+		t.Errorf("nil identity: got %v, want ErrBadParameter", err)
 	}
 }
 

@@ -49,22 +49,25 @@ type Reason string
 // The reasons for refusing a peer, in the order Admission.Check tests
 // them.
 const (
-	// ReasonNoCertificate: the peer presented no certificate.
+	// ReasonNoCertificate means the peer presented no certificate.
 	ReasonNoCertificate Reason = "no client certificate"
-	// ReasonWrongCA: the certificate does not chain to a cluster CA
-	// (self-signed, or from another CA).
+	// ReasonWrongCA means the certificate does not chain to a cluster
+	// CA: it is self-signed or from another CA.
 	ReasonWrongCA Reason = "not signed by the cluster CA"
-	// ReasonWrongUsage: CA-signed, but not for client authentication.
+	// ReasonWrongUsage means the certificate is CA-signed but not for
+	// client authentication, such as a server certificate.
 	ReasonWrongUsage Reason = "not a client certificate"
-	// ReasonExpired: the certificate, or its CA, is expired or not yet
-	// valid.
+	// ReasonExpired means the certificate, or its CA, is expired or not
+	// yet valid.
 	ReasonExpired Reason = "expired or not yet valid"
-	// ReasonNoNodeID: no single, well-formed urn:uuid URI SAN.
+	// ReasonNoNodeID means there is no single, well-formed urn:uuid URI
+	// SAN.
 	ReasonNoNodeID Reason = "no node UUID in certificate"
-	// ReasonUnknownNode: the named node has no candidate-map entry.
+	// ReasonUnknownNode means the named node has no candidate-map entry:
+	// it is a normal node, or was demoted, offlined or removed.
 	ReasonUnknownNode Reason = "node not in candidate map"
-	// ReasonDigestMismatch: the candidate-map entry names another
-	// certificate for this node.
+	// ReasonDigestMismatch means the candidate-map entry of the node
+	// names another certificate, such as a renewed one.
 	ReasonDigestMismatch Reason = "digest differs from candidate map"
 )
 

@@ -48,6 +48,6 @@ func (l *subListener) deliver(c *Conn) {
 	select {
 	case l.conns <- c:
 	case <-l.done:
-		c.Close()
+		c.abort()
 	}
 }

@@ -80,6 +80,8 @@ func Listen(addr string, id *Identity, adm *Admission,
 func (m *Mux) RPCListener() net.Listener { return m.rpc }
 
 // RaftListener returns the listener of admitted Raft connections.
+// Closing it, as raft.NetworkTransport.Close does, is final; the RPC
+// listener stays open.
 func (m *Mux) RaftListener() net.Listener { return m.raft }
 
 // Addr returns the address the Mux listens on.

@@ -44,6 +44,8 @@ func (m *Mux) serve(raw net.Conn) {
 		raw.Close()
 		return
 	}
+	m.log.Debug("admitted connection", "peer", peer, "node", node,
+		"alpn", cs.NegotiatedProtocol)
 	l.deliver(c)
 }
 
