@@ -262,6 +262,7 @@ type NotRegularError struct {
 	Mode fs.FileMode // what was found there
 }
 
+// Error says what was found at the path and what to do.
 func (e *NotRegularError) Error() string {
 	return fmt.Sprintf("sshdist: %q is a %s, not a regular file; "+
 		"move it away and retry", e.Path, describeMode(e.Mode))

@@ -57,6 +57,7 @@ type KeyMismatchError struct {
 	Problem string // what does not match, e.g. "public key"
 }
 
+// Error gives both sides of the mismatch and what to do.
 func (e *KeyMismatchError) Error() string {
 	where := "key pair"
 	if e.Path != "" {

@@ -42,6 +42,7 @@ type HostKeyConflictError struct {
 	Offered string // SHA-256 fingerprint of the key offered now
 }
 
+// Error gives both fingerprints and what to do.
 func (e *HostKeyConflictError) Error() string {
 	return fmt.Sprintf("sshdist: host %q offers key %s but %q line %d "+
 		"pins %s; if the host was reinstalled, check its new key out of "+

@@ -40,6 +40,7 @@ type PubKeysLineError struct {
 	Err  error  // what is wrong with the line
 }
 
+// Error names the file and line and says what to do.
 func (e *PubKeysLineError) Error() string {
 	where := "public keys"
 	if e.Path != "" {
