@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -359,5 +360,40 @@ func TestBackupName_MatchesAtomicfile(t *testing.T) {
 	}
 	if want := backupName(path, now); got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// sshKeygen returns the path of OpenSSH's ssh-keygen, skipping the test
+// when it is not installed.
+func sshKeygen(tb testing.TB) string {
+	tb.Helper()
+	path, err := exec.LookPath("ssh-keygen")
+	if err != nil {
+		tb.Skip("ssh-keygen not installed")
+	}
+	return path
+}
+
+func TestGenerateKeyPair_OpenSSHReadsIt(t *testing.T) {
+	keygen := sshKeygen(t)
+	for _, keyType := range []string{"ed25519", "ecdsa", "rsa"} {
+		t.Run(keyType, func(t *testing.T) {
+			p := generatePair(t, keyType)
+			dir := t.TempDir()
+			if err := InstallKeyPair(dir, keyType, p.priv, p.pub, testNow); err != nil {
+				t.Fatalf("InstallKeyPair: %v", err)
+			}
+			name, _ := KeyFileName(keyType)
+			out, err := exec.Command(keygen, "-y", "-f",
+				filepath.Join(dir, name)).CombinedOutput()
+			if err != nil {
+				t.Fatalf("ssh-keygen -y: %v: %s", err, out)
+			}
+			got := strings.Fields(string(out))
+			want := strings.Fields(string(p.pub))
+			if len(got) < 2 || got[0] != want[0] || got[1] != want[1] {
+				t.Errorf("got %q from ssh-keygen, want %q", out, p.pub)
+			}
+		})
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -222,5 +224,51 @@ func TestReplaceKnownHost_ReplacesPinnedKey(t *testing.T) {
 	assertFile(t, path, other+KnownHostsLine("127.0.0.5:22", next), 0o644)
 	if err := AddKnownHost(path, "127.0.0.5:22", next); err != nil {
 		t.Errorf("AddKnownHost after replace: got %v, want nil", err)
+	}
+}
+
+// TestAddKnownHost_OpenSSHFindsIt checks the written lines with
+// OpenSSH's own lookup, for the bare and the bracketed form.
+func TestAddKnownHost_OpenSSHFindsIt(t *testing.T) {
+	keygen := sshKeygen(t)
+	path := filepath.Join(t.TempDir(), "known_hosts")
+	k := seededKey(t, 1)
+	for _, addr := range []string{"127.0.0.1:22", "127.0.0.2:2222"} {
+		if err := AddKnownHost(path, addr, k); err != nil {
+			t.Fatalf("AddKnownHost(%q): %v", addr, err)
+		}
+	}
+	for _, host := range []string{"127.0.0.1", "[127.0.0.2]:2222"} {
+		out, err := exec.Command(keygen, "-F", host, "-f", path).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), keyText(k)) {
+			t.Errorf("ssh-keygen -F %s: got %q (err %v), want the key", host, out, err)
+		}
+	}
+}
+
+// TestRemoveKnownHost_OpenSSHHashedEntries checks the hashed-name match
+// against entries hashed by OpenSSH itself.
+func TestRemoveKnownHost_OpenSSHHashedEntries(t *testing.T) {
+	keygen := sshKeygen(t)
+	path := filepath.Join(t.TempDir(), "known_hosts")
+	k1, k2 := keyText(seededKey(t, 1)), keyText(seededKey(t, 2))
+	writeTestFile(t, path, "127.0.0.3 "+k1+"\n[127.0.0.4]:2222 "+k2+"\n"+
+		"127.0.0.5 "+k2+"\n", 0o644)
+	if out, err := exec.Command(keygen, "-H", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -H: %v: %s", err, out)
+	}
+	for _, addr := range []string{"127.0.0.3:22", "127.0.0.4:2222"} {
+		if err := RemoveKnownHost(path, addr); err != nil {
+			t.Fatalf("RemoveKnownHost(%q): %v", addr, err)
+		}
+	}
+	content, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("ReadFile: %v", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(content), "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "|1|") ||
+		!strings.HasSuffix(lines[0], k2) {
+		t.Errorf("got %q, want only the hashed line of 127.0.0.5", content)
 	}
 }
