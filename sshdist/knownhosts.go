@@ -52,9 +52,11 @@ func (e *HostKeyConflictError) Error() string {
 
 // KnownHostsLine returns the known_hosts line, ended by "\n", that pins
 // key for the host at addr ("ip:port"; port 22 is written as the bare
-// host, other ports as "[ip]:port"). It returns "" when key is nil.
+// host, other ports as "[ip]:port"). It returns "" when key is nil or
+// addr is refused as AddKnownHost refuses it, so a crafted address can
+// never smuggle in a second entry.
 func KnownHostsLine(addr string, key ssh.PublicKey) string {
-	if key == nil {
+	if _, err := knownHost(addr); err != nil || key == nil {
 		return ""
 	}
 	return knownhosts.Line([]string{addr}, key) + "\n"

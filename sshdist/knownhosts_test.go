@@ -32,6 +32,9 @@ func TestKnownHostsLine_Formats(t *testing.T) {
 	if got := KnownHostsLine("127.0.0.1:22", nil); got != "" {
 		t.Errorf("nil key: got %q, want \"\"", got)
 	}
+	if got := KnownHostsLine("127.0.0.1\n* :22", k); got != "" {
+		t.Errorf("bad address: got %q, want \"\"", got)
+	}
 }
 
 func TestAddKnownHost_CreatesAndAppends(t *testing.T) {
