@@ -431,7 +431,8 @@ func (r *Request) checkTLS(p *updatePlan) error {
 		return badRequest("install_certs holds no certificate")
 	}
 	var err error
-	if p.serverChain, err = parseCertChain("install_certs.server", c.Server); err != nil {
+	p.serverChain, err = parseCertChain("install_certs.server", c.Server)
+	if err != nil {
 		return err
 	}
 	p.clientChain, err = parseCertChain("install_certs.client", c.Client)
@@ -628,7 +629,9 @@ type generated struct {
 	serverPEM, clientPEM []byte // certificate chain + pending key
 }
 
-func (u *updater) root(rel string) string { return filepath.Join(u.env.Root, rel) }
+func (u *updater) root(rel string) string {
+	return filepath.Join(u.env.Root, rel)
+}
 
 func (u *updater) state(name string) string {
 	return filepath.Join(u.env.Root, StateDir, name)
@@ -693,7 +696,8 @@ func (u *updater) prepare() error {
 		return err
 	}
 	var err error
-	if u.gen.serverPEM, err = u.matchCert("server", u.plan.serverChain); err != nil {
+	u.gen.serverPEM, err = u.matchCert("server", u.plan.serverChain)
+	if err != nil {
 		return err
 	}
 	u.gen.clientPEM, err = u.matchCert("client", u.plan.clientChain)
@@ -720,7 +724,8 @@ func (u *updater) makeCSRs() error {
 
 // matchCert checks that the leaf of chain certifies the pending key of
 // kind ("server" or "client") and returns the file to install.
-func (u *updater) matchCert(kind string, chain []*x509.Certificate) ([]byte, error) {
+func (u *updater) matchCert(kind string,
+	chain []*x509.Certificate) ([]byte, error) {
 	if len(chain) == 0 {
 		return nil, nil
 	}
@@ -818,14 +823,15 @@ func (u *updater) storePendingTLS() error {
 	if u.req.GenerateTLS == nil {
 		return nil
 	}
-	for _, k := range []struct {
-		name string
-		data []byte
-	}{{"server.key.pending", u.gen.serverKey}, {"client.key.pending", u.gen.clientKey}} {
-		if err := atomicfile.Write(u.state(k.name), k.data, 0o600); err != nil {
+	pending := map[string][]byte{
+		"server.key.pending": u.gen.serverKey,
+		"client.key.pending": u.gen.clientKey,
+	}
+	for _, name := range []string{"server.key.pending", "client.key.pending"} {
+		if err := atomicfile.Write(u.state(name), pending[name], 0o600); err != nil {
 			return err
 		}
-		u.changed(filepath.Join(StateDir, k.name))
+		u.changed(filepath.Join(StateDir, name))
 	}
 	return nil
 }

@@ -1,0 +1,576 @@
+package sshdist
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+var (
+	// ErrAuthRefused is returned, inside an error naming the host, when
+	// a host does not accept the client's key: the key is not (or no
+	// longer) in the host's authorized_keys.
+	ErrAuthRefused = errors.New("sshdist: host refused the SSH key")
+	// ErrSessionClosed is returned when a Session is used after Close.
+	ErrSessionClosed = errors.New("sshdist: SSH session closed")
+)
+
+// Defaults of ClientConfig; a zero field means its default.
+const (
+	DefaultSSHUser        = "root"
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultOpTimeout      = 60 * time.Second
+	DefaultConcurrency    = 8
+)
+
+// Limits on what a host may send back.
+const (
+	maxResponseSize = 16 << 20
+	maxStderrSize   = 64 << 10
+	maxStderrInMsg  = 512
+)
+
+// ClientConfig configures the master's SSH client.
+type ClientConfig struct {
+	// KeyDir holds the master's own key pair (see LoadOwnKey). Required.
+	KeyDir string
+	// KnownHostsPath is the cluster's known_hosts file, which must
+	// exist. Required: hosts are always verified.
+	KnownHostsPath string
+	// User is the remote user; "" means DefaultSSHUser.
+	User string
+	// RemoteCommand runs the ssh-update helper on a host, for example
+	// "/usr/local/sbin/ganeti-node ssh-update". Required.
+	RemoteCommand string
+	// ConnectTimeout bounds TCP connect, handshake and authentication;
+	// zero means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+	// OpTimeout bounds one Update, connection included; zero means
+	// DefaultOpTimeout.
+	OpTimeout time.Duration
+	// Concurrency is how many hosts FanOut works on at once; zero means
+	// DefaultConcurrency. More than the master's cores buys little:
+	// key exchange is CPU-bound on both ends.
+	Concurrency int
+	// Log receives fan-out summaries (info) and per-host detail
+	// (debug); nil discards them.
+	Log *slog.Logger
+}
+
+// DefaultClientConfig returns a ClientConfig with every default filled
+// in; the caller still sets KeyDir, KnownHostsPath and RemoteCommand.
+func DefaultClientConfig() ClientConfig {
+	return ClientConfig{
+		User:           DefaultSSHUser,
+		ConnectTimeout: DefaultConnectTimeout,
+		OpTimeout:      DefaultOpTimeout,
+		Concurrency:    DefaultConcurrency,
+	}
+}
+
+// Validate reports the first field of c that NewClient would refuse,
+// naming the field and how to fix it.
+func (c ClientConfig) Validate() error {
+	switch {
+	case c.KeyDir == "":
+		return errors.New("sshdist: ClientConfig.KeyDir is empty; set it " +
+			"to the directory of the master's own SSH key pair")
+	case c.KnownHostsPath == "":
+		return errors.New("sshdist: ClientConfig.KnownHostsPath is empty; " +
+			"set it to the cluster's known_hosts (host keys are always checked)")
+	case strings.TrimSpace(c.RemoteCommand) == "":
+		return errors.New("sshdist: ClientConfig.RemoteCommand is empty; " +
+			`set it to the helper, like "/usr/local/sbin/ganeti-node ssh-update"`)
+	case c.ConnectTimeout < 0:
+		return fmt.Errorf("sshdist: ClientConfig.ConnectTimeout %v is "+
+			"negative; use 0 for the default %v", c.ConnectTimeout,
+			DefaultConnectTimeout)
+	case c.OpTimeout < 0:
+		return fmt.Errorf("sshdist: ClientConfig.OpTimeout %v is negative; "+
+			"use 0 for the default %v", c.OpTimeout, DefaultOpTimeout)
+	case c.Concurrency < 0:
+		return fmt.Errorf("sshdist: ClientConfig.Concurrency %d is "+
+			"negative; use 0 for the default %d", c.Concurrency,
+			DefaultConcurrency)
+	}
+	return nil
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c ClientConfig) withDefaults() ClientConfig {
+	d := DefaultClientConfig()
+	if c.User == "" {
+		c.User = d.User
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = d.ConnectTimeout
+	}
+	if c.OpTimeout == 0 {
+		c.OpTimeout = d.OpTimeout
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = d.Concurrency
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Client runs the ssh-update helper on hosts as the master. It is safe
+// for concurrent use; connections live in Sessions.
+type Client struct {
+	cfg    ClientConfig
+	signer ssh.Signer
+}
+
+// NewClient validates cfg, loads the master's own key from cfg.KeyDir
+// and checks that cfg.KnownHostsPath exists. It does not connect.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if _, err := os.Stat(cfg.KnownHostsPath); err != nil {
+		return nil, fmt.Errorf("sshdist: known hosts %q: %w; create it "+
+			"(init does; it may be empty)", cfg.KnownHostsPath, err)
+	}
+	signer, err := LoadOwnKey(cfg.KeyDir)
+	if err != nil {
+		return nil, fmt.Errorf("sshdist: loading the master's SSH key: %w", err)
+	}
+	return &Client{cfg: cfg, signer: signer}, nil
+}
+
+// Target is a host to update.
+type Target struct {
+	// Name is the node name, used in errors and logs.
+	Name string
+	// Addr is the host's SSH address, "ip:port".
+	Addr string
+}
+
+// UnreachableError is returned when a host cannot be connected to:
+// the TCP connection or the SSH handshake failed or timed out. The
+// master retries such hosts later.
+type UnreachableError struct {
+	Node string
+	Addr string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("sshdist: node %q at %q is unreachable over SSH: %v",
+		e.Node, e.Addr, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// RemoteError is returned when the helper ran on a host and failed: it
+// answered with an error, exited non-zero or sent no valid response.
+type RemoteError struct {
+	Node string
+	Addr string
+	// Msg is the helper's error message, or what is known of the
+	// failure (exit status and the tail of its stderr).
+	Msg string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("sshdist: ssh-update on node %q (%s) failed: %s",
+		e.Node, e.Addr, e.Msg)
+}
+
+// Session caches one SSH connection per host address for the life of
+// an operation, so that its phases reuse one connection per host. It is
+// safe for concurrent use. Close it when the operation ends.
+type Session struct {
+	c     *Client
+	mu    sync.Mutex
+	conns map[string]*sessionConn // nil once closed
+	dials atomic.Int64
+}
+
+// sessionConn is a cached connection, or one being dialled: ready is
+// closed once client (or the failure) is known.
+type sessionConn struct {
+	ready  chan struct{}
+	client *ssh.Client
+}
+
+// NewSession starts an operation's set of connections; none is opened
+// until an Update needs it.
+func (c *Client) NewSession() *Session {
+	return &Session{c: c, conns: map[string]*sessionConn{}}
+}
+
+// Close closes every connection of s. Updates running on them fail;
+// later ones return ErrSessionClosed.
+func (s *Session) Close() {
+	s.mu.Lock()
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	for _, sc := range conns {
+		select {
+		case <-sc.ready:
+			if sc.client != nil {
+				sc.client.Close()
+			}
+		default: // the dialler closes it when it sees the session closed
+		}
+	}
+}
+
+// conn returns the session's connection to t, dialling it if needed.
+// Callers for the same address share one dial.
+func (s *Session) conn(ctx context.Context, t Target,
+	policy HostKeyPolicy) (*ssh.Client, error) {
+	for {
+		s.mu.Lock()
+		if s.conns == nil {
+			s.mu.Unlock()
+			return nil, ErrSessionClosed
+		}
+		sc := s.conns[t.Addr]
+		if sc == nil {
+			sc = &sessionConn{ready: make(chan struct{})}
+			s.conns[t.Addr] = sc
+			s.mu.Unlock()
+			return s.dialInto(ctx, t, policy, sc)
+		}
+		s.mu.Unlock()
+		select {
+		case <-sc.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if sc.client != nil {
+			return sc.client, nil
+		}
+		// That dial failed and is forgotten; dial under our own policy.
+	}
+}
+
+func (s *Session) dialInto(ctx context.Context, t Target,
+	policy HostKeyPolicy, sc *sessionConn) (*ssh.Client, error) {
+	s.dials.Add(1)
+	client, err := s.c.dial(ctx, t, policy)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer close(sc.ready)
+	switch {
+	case s.conns == nil:
+		if client != nil {
+			client.Close()
+		}
+		return nil, ErrSessionClosed
+	case err != nil:
+		delete(s.conns, t.Addr)
+		return nil, err
+	}
+	sc.client = client
+	return client, nil
+}
+
+// drop forgets and closes client if it is still the one cached for
+// addr: the host closed it, or it hung.
+func (s *Session) drop(addr string, client *ssh.Client) {
+	s.mu.Lock()
+	if sc := s.conns[addr]; sc != nil && sc.client == client {
+		delete(s.conns, addr)
+	}
+	s.mu.Unlock()
+	client.Close()
+}
+
+// dial connects and logs in to t within ConnectTimeout, checking the
+// host key under policy.
+func (c *Client) dial(ctx context.Context, t Target,
+	policy HostKeyPolicy) (*ssh.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", t.Addr)
+	if err != nil {
+		return nil, &UnreachableError{Node: t.Name, Addr: t.Addr, Err: err}
+	}
+	// The handshake does not watch ctx; closing the socket ends it.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+
+	var authTried atomic.Bool
+	sshConn, chans, reqs, err := ssh.NewClientConn(conn, t.Addr,
+		c.sshConfig(t.Addr, policy, &authTried))
+	if !stop() && err == nil {
+		sshConn.Close()
+		err = ctx.Err()
+	}
+	if err != nil {
+		conn.Close()
+		return nil, c.handshakeError(ctx, t, err, authTried.Load())
+	}
+	return ssh.NewClient(sshConn, chans, reqs), nil
+}
+
+func (c *Client) sshConfig(addr string, policy HostKeyPolicy,
+	authTried *atomic.Bool) *ssh.ClientConfig {
+	return &ssh.ClientConfig{
+		User: c.cfg.User,
+		Auth: []ssh.AuthMethod{ssh.PublicKeysCallback(
+			func() ([]ssh.Signer, error) {
+				authTried.Store(true)
+				return []ssh.Signer{c.signer}, nil
+			})},
+		HostKeyCallback:   HostKeyCallback(c.cfg.KnownHostsPath, policy),
+		HostKeyAlgorithms: HostKeyAlgorithms(c.cfg.KnownHostsPath, addr),
+		Timeout:           c.cfg.ConnectTimeout,
+	}
+}
+
+// handshakeError sorts a failed handshake: host key refusals keep their
+// own error, a failure once our key was offered is an auth refusal,
+// anything else (timeouts, resets, no SSH server) is unreachability.
+func (c *Client) handshakeError(ctx context.Context, t Target, err error,
+	authTried bool) error {
+	var hkErr *HostKeyError
+	switch {
+	case errors.As(err, &hkErr) || errors.Is(err, ErrHostKeyRevoked):
+		return fmt.Errorf("sshdist: connecting to node %q: %w", t.Name, err)
+	case ctx.Err() != nil:
+		err = fmt.Errorf("handshake: %w", ctx.Err())
+	case authTried:
+		return fmt.Errorf("%w: node %q at %q as %q: %w; install the "+
+			"master's key there (ganeti-node authorized-keys)",
+			ErrAuthRefused, t.Name, t.Addr, c.cfg.User, err)
+	}
+	return &UnreachableError{Node: t.Name, Addr: t.Addr, Err: err}
+}
+
+// Update runs the ssh-update helper on t with req, over the session's
+// connection to t (dialled if needed), and returns its response. The
+// host key must be listed in known_hosts. It blocks for at most
+// OpTimeout. Errors: a *HostKeyError for a refused host key, an
+// *UnreachableError when t cannot be connected to, ErrAuthRefused when
+// t does not accept the master's key, a *RemoteError when the helper
+// fails (the response, if any, comes with it), ErrInvalidRequest
+// before any connection when req does not validate.
+func (s *Session) Update(ctx context.Context, t Target,
+	req *Request) (*Response, error) {
+	return s.update(ctx, t, req, VerifyHostKey)
+}
+
+// UpdateRecordingHostKey is Update for join: a host that known_hosts
+// does not list is accepted and its key pinned there. A host listed
+// with another key is refused as by Update.
+func (s *Session) UpdateRecordingHostKey(ctx context.Context, t Target,
+	req *Request) (*Response, error) {
+	return s.update(ctx, t, req, RecordUnknownHostKey)
+}
+
+func (s *Session) update(ctx context.Context, t Target, req *Request,
+	policy HostKeyPolicy) (*Response, error) {
+	start := time.Now()
+	resp, err := s.updateOnce(ctx, t, req, policy)
+	changed := 0
+	if resp != nil {
+		changed = len(resp.Changed)
+	}
+	s.c.cfg.Log.Debug("ssh update", "node", t.Name, "addr", t.Addr,
+		"changed", changed, "duration", time.Since(start), "err", err)
+	return resp, err
+}
+
+func (s *Session) updateOnce(ctx context.Context, t Target, req *Request,
+	policy HostKeyPolicy) (*Response, error) {
+	if req == nil {
+		return nil, fmt.Errorf("%w: nil request for node %q",
+			ErrInvalidRequest, t.Name)
+	}
+	if err := req.Validate(); err != nil {
+		return nil, fmt.Errorf("sshdist: request for node %q: %w", t.Name, err)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("sshdist: encoding request for node %q: %w",
+			t.Name, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.OpTimeout)
+	defer cancel()
+
+	// A cached connection may have been closed by the host since its
+	// last use; then one fresh dial is worth it.
+	for attempt := 0; ; attempt++ {
+		client, err := s.conn(ctx, t, policy)
+		if err != nil {
+			return nil, err
+		}
+		sess, err := client.NewSession()
+		if err == nil {
+			return s.run(ctx, t, client, sess, body)
+		}
+		s.drop(t.Addr, client)
+		if attempt > 0 || ctx.Err() != nil {
+			return nil, &UnreachableError{Node: t.Name, Addr: t.Addr, Err: err}
+		}
+	}
+}
+
+// run sends body to the helper started in sess and decodes its answer.
+func (s *Session) run(ctx context.Context, t Target, client *ssh.Client,
+	sess *ssh.Session, body []byte) (*Response, error) {
+	defer sess.Close()
+	stdout := &cappedBuffer{max: maxResponseSize}
+	stderr := &cappedBuffer{max: maxStderrSize}
+	sess.Stdin = bytes.NewReader(body)
+	sess.Stdout, sess.Stderr = stdout, stderr
+
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(s.c.cfg.RemoteCommand) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// The host may be wedged: give up on the connection, which
+		// also ends Run.
+		s.drop(t.Addr, client)
+		<-done
+		return nil, fmt.Errorf("sshdist: ssh-update on node %q (%s): %w",
+			t.Name, t.Addr, ctx.Err())
+	}
+	return decodeResponse(t, stdout, stderr, err)
+}
+
+// decodeResponse turns the helper's output into a response or a
+// *RemoteError.
+func decodeResponse(t Target, stdout, stderr *cappedBuffer,
+	runErr error) (*Response, error) {
+	remote := func(msg string) *RemoteError {
+		return &RemoteError{Node: t.Name, Addr: t.Addr, Msg: msg}
+	}
+	resp := &Response{}
+	decErr := json.Unmarshal(stdout.Bytes(), resp)
+	switch {
+	case stdout.overflow:
+		return nil, remote(fmt.Sprintf("response longer than %d bytes",
+			maxResponseSize))
+	case decErr == nil && resp.Error != "":
+		return resp, remote(resp.Error)
+	case runErr != nil:
+		return nil, remote(fmt.Sprintf("%v: %s", runErr, stderr.tail()))
+	case decErr != nil:
+		return nil, remote(fmt.Sprintf("invalid response: %v: %s",
+			decErr, stderr.tail()))
+	}
+	return resp, nil
+}
+
+// cappedBuffer keeps at most max bytes and notes when more came; it
+// never fails a write, so the remote side never sees a broken pipe.
+type cappedBuffer struct {
+	buf      bytes.Buffer
+	max      int
+	overflow bool
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	room := b.max - b.buf.Len()
+	if len(p) > room {
+		b.overflow = true
+		b.buf.Write(p[:max(room, 0)])
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *cappedBuffer) Bytes() []byte { return b.buf.Bytes() }
+
+// tail returns the end of the buffer on one line, for error messages.
+func (b *cappedBuffer) tail() string {
+	s := strings.TrimSpace(b.buf.String())
+	if len(s) > maxStderrInMsg {
+		s = "..." + s[len(s)-maxStderrInMsg:]
+	}
+	if s == "" {
+		return "no output on stderr"
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// Result is the outcome of one target of a FanOut.
+type Result struct {
+	Target Target
+	// Skipped is true when build returned nil for the target.
+	Skipped bool
+	// Resp is the response; with a *RemoteError it may also be set.
+	Resp *Response
+	Err  error
+}
+
+// FanOut runs build(t) for every target, in order on the calling
+// goroutine, then sends the requests with at most Concurrency hosts at
+// a time, each bounded by OpTimeout. build may return nil to skip a
+// target. It returns one Result per target, in target order, and logs
+// one info summary. It blocks until every host has answered, failed or
+// timed out; a cancelled ctx fails the hosts not yet started.
+func (s *Session) FanOut(ctx context.Context, op string, targets []Target,
+	build func(Target) *Request) []Result {
+	start := time.Now()
+	results := make([]Result, len(targets))
+	sem := make(chan struct{}, s.c.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		res := &results[i]
+		res.Target = t
+		req := build(t)
+		if req == nil {
+			res.Skipped = true
+			continue
+		}
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				res.Err = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			res.Resp, res.Err = s.Update(ctx, t, req)
+		})
+	}
+	wg.Wait()
+	s.c.logFanOut(op, results, time.Since(start))
+	return results
+}
+
+func (c *Client) logFanOut(op string, results []Result, took time.Duration) {
+	var nodes, changed, failed, unreachable int
+	for _, r := range results {
+		if r.Skipped {
+			continue
+		}
+		nodes++
+		var unreach *UnreachableError
+		switch {
+		case errors.As(r.Err, &unreach):
+			unreachable++
+		case r.Err != nil:
+			failed++
+		case r.Resp != nil && len(r.Resp.Changed) > 0:
+			changed++
+		}
+	}
+	c.cfg.Log.Info("ssh fan-out", "op", op, "nodes", nodes,
+		"changed", changed, "failed", failed, "unreachable", unreachable,
+		"duration", took)
+}
