@@ -175,6 +175,7 @@ func (e *UnreachableError) Error() string {
 		e.Node, e.Addr, e.Err)
 }
 
+// Unwrap returns the cause, such as a *net.OpError.
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // RemoteError is returned when the helper ran on a host and failed: it
@@ -372,7 +373,8 @@ func (s *Session) Update(ctx context.Context, t Target,
 
 // UpdateRecordingHostKey is Update for join: a host that known_hosts
 // does not list is accepted and its key pinned there. A host listed
-// with another key is refused as by Update.
+// with another key is refused as by Update. The pin stays even when
+// the update then fails; join's undo removes it (RemoveKnownHost).
 func (s *Session) UpdateRecordingHostKey(ctx context.Context, t Target,
 	req *Request) (*Response, error) {
 	return s.update(ctx, t, req, RecordUnknownHostKey)
@@ -521,8 +523,11 @@ type Result struct {
 // goroutine, then sends the requests with at most Concurrency hosts at
 // a time, each bounded by OpTimeout. build may return nil to skip a
 // target. It returns one Result per target, in target order, and logs
-// one info summary. It blocks until every host has answered, failed or
-// timed out; a cancelled ctx fails the hosts not yet started.
+// one info summary "ssh fan-out" with the op, the number of nodes
+// asked, how many changed a file, failed (other than unreachable) or
+// were unreachable, and the duration. It blocks until every host has
+// answered, failed or timed out; a cancelled ctx fails the hosts not
+// yet started.
 func (s *Session) FanOut(ctx context.Context, op string, targets []Target,
 	build func(Target) *Request) []Result {
 	start := time.Now()

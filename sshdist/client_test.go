@@ -287,7 +287,7 @@ func TestSession_OpTimeoutEndsAHungHelper(t *testing.T) {
 	m := newTestMaster(t)
 	h := newHosts(t, m, 1)[0]
 	c := m.client(t, func(c *ClientConfig) {
-		c.RemoteCommand, c.OpTimeout = "sleep 30", 500*time.Millisecond
+		c.RemoteCommand, c.OpTimeout = "sleep 5", 500*time.Millisecond
 	})
 	start := time.Now()
 	_, err := session(t, c).Update(context.Background(), target(h),

@@ -378,6 +378,9 @@ func (r *Request) Validate() error {
 }
 
 func (r *Request) plan() (*updatePlan, error) {
+	if r == nil {
+		return nil, badRequest("no request")
+	}
 	if !fsm.ValidName(r.Cluster) {
 		return nil, badRequest("cluster %q is not a valid cluster name",
 			r.Cluster)

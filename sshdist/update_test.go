@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -765,4 +766,39 @@ func FuzzServeUpdate(f *testing.F) {
 			t.Fatalf("validation error %v does not wrap ErrInvalidRequest", err)
 		}
 	})
+}
+
+func TestServeUpdate_ConcurrentRequestsAllApply(t *testing.T) {
+	n := newTestNode(t)
+	n.env.Now = time.Now // the test clock is not safe for concurrent use
+	const workers = 8
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		req := mustJSON(t, &Request{Cluster: testCluster, Files: []File{
+			{Name: fmt.Sprintf("ssconf_key%d", i), Data: "v"}}})
+		wg.Go(func() {
+			var out bytes.Buffer
+			errs <- ServeUpdate(n.env, strings.NewReader(req), &out)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("ServeUpdate: %v", err)
+		}
+	}
+	for i := range workers {
+		if rel := fmt.Sprintf("%s/ssconf_key%d", StateDir, i); !n.exists(rel) {
+			t.Errorf("%s missing", rel)
+		}
+	}
+}
+
+func TestRequest_ValidateNil(t *testing.T) {
+	var r *Request
+	if err := r.Validate(); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("got %v, want ErrInvalidRequest", err)
+	}
 }
