@@ -461,9 +461,7 @@ func TestScanHostKey_ReturnsKeyWithoutLoggingIn(t *testing.T) {
 	m := newTestMaster(t)
 	h := newSSHDHost(t, "node1")
 	h.Authorize(m.pubLine)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	got, err := ScanHostKey(ctx, h.Addr,
+	got, err := ScanHostKey(context.Background(), h.Addr, 5*time.Second,
 		HostKeyAlgorithms(m.knownHosts, h.Addr)...)
 	if err != nil {
 		t.Fatal(err)

@@ -190,21 +190,19 @@ func (a stringAddr) String() string  { return string(a) }
 // errScanned stops a handshake once the host key has been seen.
 var errScanned = errors.New("sshdist: host key captured")
 
-// defaultScanTimeout bounds ScanHostKey when ctx has no deadline.
-const defaultScanTimeout = 10 * time.Second
-
 // ScanHostKey connects to addr ("ip:port") and returns the host key it
 // presents, without trusting it and without authenticating: the
-// handshake stops at the host key, so no command can run. algos
-// restricts and orders the host key algorithms offered (see
-// HostKeyAlgorithms); none means the ssh package's default. It blocks
-// until ctx ends, or for 10 seconds if ctx has no deadline.
-func ScanHostKey(ctx context.Context, addr string,
+// handshake stops at the host key, so no command can run. It gives up
+// after timeout (or when ctx ends). algos restricts and orders the host
+// key algorithms offered (see HostKeyAlgorithms, to scan the type that
+// known_hosts pins); none means ed25519 first, as the client offers to
+// a host it does not know yet.
+func ScanHostKey(ctx context.Context, addr string, timeout time.Duration,
 	algos ...string) (ssh.PublicKey, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultScanTimeout)
-		defer cancel()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if len(algos) == 0 {
+		algos = preferredHostKeyAlgos
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)

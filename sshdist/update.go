@@ -980,6 +980,10 @@ type Report struct {
 	// key could not be loaded, and PublicKeyError says why.
 	PublicKey      string `json:"public_key,omitempty"`
 	PublicKeyError string `json:"public_key_error,omitempty"`
+	// ClientCert holds the certificate blocks of client.pem (PEM, leaf
+	// first), never its key; empty when the node has none. The master
+	// takes the node's candidate-map digest from it.
+	ClientCert string `json:"client_cert,omitempty"`
 	// Files lists every file of the state directory and of the own key
 	// directory, plus the well-known state files that are missing,
 	// sorted by path.
@@ -1015,6 +1019,7 @@ func (u *updater) report() error {
 		line := ssh.MarshalAuthorizedKey(signer.PublicKey())
 		rep.PublicKey = strings.TrimSpace(string(line))
 	}
+	rep.ClientCert = u.certsOf("client.pem")
 	files := map[string]FileStatus{}
 	for _, name := range knownStateFiles {
 		rel := filepath.Join(StateDir, name)
@@ -1034,6 +1039,27 @@ func (u *updater) report() error {
 	u.resp.Report = rep
 	u.resp.SSHPublicKey = rep.PublicKey
 	return nil
+}
+
+// certsOf returns the CERTIFICATE blocks of the state file name, and
+// "" when it is missing or holds none. Key blocks are never copied.
+func (u *updater) certsOf(name string) string {
+	data, err := os.ReadFile(u.state(name))
+	if err != nil {
+		return ""
+	}
+	var out []byte
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return string(out)
+		}
+		if block.Type == "CERTIFICATE" {
+			out = append(out, pem.EncodeToMemory(
+				&pem.Block{Type: block.Type, Bytes: block.Bytes})...)
+		}
+	}
 }
 
 // statDir adds the regular, non-hidden files of the root-relative dir.

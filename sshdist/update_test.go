@@ -498,6 +498,11 @@ func TestServeUpdate_TLSKeysAndCerts(t *testing.T) {
 	if got := n.mode(t, StateDir+"/client.pem"); got != 0o600 {
 		t.Errorf("client.pem: got mode %#o, want 0600", got)
 	}
+	rep := n.mustServe(t, &Request{Cluster: testCluster, Report: true})
+	if rep.Report.ClientCert != certs.Client {
+		t.Errorf("report: got client cert %q, want only %q",
+			rep.Report.ClientCert, certs.Client)
+	}
 	if n.exists(StateDir+"/server.key.pending") ||
 		n.exists(StateDir+"/client.key.pending") {
 		t.Errorf("pending keys left after install")
