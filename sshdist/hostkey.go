@@ -16,6 +16,9 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
+// errScanned stops a handshake once the host key has been seen.
+var errScanned = errors.New("sshdist: host key captured")
+
 // HostKeyPolicy says what the SSH client does with a host that the
 // cluster's known_hosts does not list. A host listed with other keys
 // than the one it offers is refused under every policy.
@@ -186,9 +189,6 @@ type stringAddr string
 
 func (a stringAddr) Network() string { return "tcp" }
 func (a stringAddr) String() string  { return string(a) }
-
-// errScanned stops a handshake once the host key has been seen.
-var errScanned = errors.New("sshdist: host key captured")
 
 // ScanHostKey connects to addr ("ip:port") and returns the host key it
 // presents, without trusting it and without authenticating: the
