@@ -85,7 +85,11 @@ func (d *Daemon) openRaft(nf *NodeFile, id *rpcsec.Identity,
 }
 
 func (d *Daemon) startGossip(nf *NodeFile) {
-	key, err := os.ReadFile(d.paths.GossipKey())
+	raw, err := os.ReadFile(d.paths.GossipKey())
+	var key []byte
+	if err == nil {
+		key, err = parseGossipKey(raw)
+	}
 	if err == nil {
 		var g *raftnode.Gossip
 		g, err = raftnode.StartGossip(raftnode.GossipConfig{
@@ -197,5 +201,3 @@ func (a *appliedIndex) get() (uint64, <-chan struct{}) {
 	defer a.mu.Unlock()
 	return a.index, a.ch
 }
-
-

@@ -3,12 +3,14 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -126,9 +128,7 @@ func (d *Daemon) initFiles(a InitArgs, nf *NodeFile, node *fsm.Node) ([]string, 
 	if err != nil {
 		return created, "", err
 	}
-	gk := make([]byte, 32)
-	rand.Read(gk)
-	if err := write(d.paths.GossipKey(), gk, 0o600); err != nil {
+	if err := write(d.paths.GossipKey(), newGossipKey(), 0o600); err != nil {
 		return created, "", err
 	}
 	rec, _ := json.Marshal(admissionRecord{Map: map[string]string{nf.UUID: digest}})
@@ -262,4 +262,21 @@ func newUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// newGossipKey returns a fresh 32-byte AES key, base64 text so that it
+// travels in JSON unchanged.
+func newGossipKey() []byte {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return []byte(base64.StdEncoding.EncodeToString(k) + "\n")
+}
+
+// parseGossipKey reads a gossip.key written by newGossipKey.
+func parseGossipKey(data []byte) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil {
+		return nil, fmt.Errorf("gossip.key is not base64: %w", err)
+	}
+	return k, nil
 }

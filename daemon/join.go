@@ -311,4 +311,3 @@ func (j *joinRun) wipe(cluster string) {
 		j.d.log.Warn("cleaning up failed join on host", "node", j.node.Name, "err", err)
 	}
 }
-

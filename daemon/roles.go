@@ -357,4 +357,3 @@ func (d *Daemon) wipeRemoved(ctx context.Context, s *fsm.State, n *fsm.Node) {
 	defer j.sess.Close()
 	j.wipe(s.Cluster.Name)
 }
-
