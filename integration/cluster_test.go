@@ -79,9 +79,9 @@ func withoutAlive(nodes []NodeInfo) []NodeInfo {
 }
 
 // waitConverged polls until every host of hosts (all running and
-// members) lists the same nodes, each of them alive, has byte-identical
-// ssconf files, and every one of hosts appears in the list. It returns
-// the common list, sorted by name.
+// members) lists the same nodes (liveness aside: see waitAlive), has
+// byte-identical ssconf files, and every one of hosts appears in the
+// list. It returns the common list, sorted by name, as hosts[0] sees it.
 func (c *Cluster) waitConverged(hosts ...*Host) []NodeInfo {
 	c.t.Helper()
 	var common []NodeInfo
@@ -104,7 +104,6 @@ func (c *Cluster) convergedState(hosts []*Host) ([]NodeInfo, string) {
 		if err != nil {
 			return nil, err.Error()
 		}
-		nodes = sorted(nodes)
 		conf, err := ssconf(h)
 		if err != nil {
 			return nil, err.Error()
@@ -113,10 +112,10 @@ func (c *Cluster) convergedState(hosts []*Host) ([]NodeInfo, string) {
 			return nil, h.Name + " has no ssconf files"
 		}
 		if i == 0 {
-			first, firstConf = nodes, conf
+			first, firstConf = sorted(nodes), conf
 			continue
 		}
-		if !reflect.DeepEqual(nodes, first) {
+		if !reflect.DeepEqual(withoutAlive(nodes), withoutAlive(first)) {
 			return nil, fmt.Sprintf("list on %s %+v, on %s %+v",
 				h.Name, nodes, hosts[0].Name, first)
 		}
@@ -128,20 +127,45 @@ func (c *Cluster) convergedState(hosts []*Host) ([]NodeInfo, string) {
 	return first, checkMembers(first, hosts)
 }
 
-// checkMembers says which of hosts is missing from nodes or not
-// alive in it, or "".
+// checkMembers says which of hosts is missing from nodes, or "".
 func checkMembers(nodes []NodeInfo, hosts []*Host) string {
-	byName := map[string]NodeInfo{}
+	byName := map[string]bool{}
 	for _, n := range nodes {
-		byName[n.Name] = n
+		byName[n.Name] = true
 	}
 	for _, h := range hosts {
-		n, ok := byName[h.Name]
-		switch {
-		case !ok:
+		if !byName[h.Name] {
 			return h.Name + " not listed"
-		case !n.Alive:
-			return h.Name + " listed as not alive"
+		}
+	}
+	return ""
+}
+
+// waitAlive polls until every host of hosts lists every node as alive
+// exactly when its host's daemon is running.
+func (c *Cluster) waitAlive(hosts ...*Host) {
+	c.t.Helper()
+	WaitFor(c.t, "every host to see every node's liveness",
+		convergeWithin, func() (bool, string) {
+			for _, h := range hosts {
+				if state := c.aliveSeenBy(h); state != "" {
+					return false, state
+				}
+			}
+			return true, ""
+		})
+}
+
+// aliveSeenBy says which node h lists with the wrong liveness, or "".
+func (c *Cluster) aliveSeenBy(h *Host) string {
+	nodes, err := c.TryList(h)
+	if err != nil {
+		return err.Error()
+	}
+	for _, n := range nodes {
+		if o := c.Host(n.Name); o != nil && n.Alive != o.Alive() {
+			return fmt.Sprintf("%s lists %s alive=%v, want %v",
+				h.Name, n.Name, n.Alive, o.Alive())
 		}
 	}
 	return ""
@@ -218,6 +242,8 @@ func TestCluster_ThreeHostsComeUp(t *testing.T) {
 	c.checkPowers(t, "node4 regular", map[[2]*Host]bool{
 		{n1, n4}: true, {c.Hosts[1], n1}: true, {n4, n1}: false,
 	})
+
+	c.waitAlive(c.Hosts...)
 
 	// Promoting a candidate again changes nothing.
 	c.MustRun(n1, "promote", "node2")
