@@ -42,7 +42,7 @@ func initCmd() *cli.Command {
 				RPCPort: c.Int("rpc-port"), GossipPort: c.Int("gossip-port"),
 				CandidatePoolSize: c.Int("candidate-pool-size"), NoSSHInit: c.Bool("no-ssh-init"),
 				MasterCapabilityRapiModifiable: c.Bool("master-capability-rapi-modifiable"),
-				SSHKeyType: c.String("ssh-key-type"), AuthorizedKeysFile: c.String("authorized-keys-file")}
+				SSHKeyType:                     c.String("ssh-key-type"), AuthorizedKeysFile: c.String("authorized-keys-file")}
 			var res daemon.OpResult
 			if err := local(c).call(http.MethodPost, "/v1/init", a, &res); err != nil {
 				return err

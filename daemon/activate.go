@@ -66,6 +66,7 @@ func (d *Daemon) activate() error {
 	}
 	d.node, d.id, d.mux, d.rpcSrv, d.raft = nf, id, mux, srv, rn
 	d.startGossip(nf)
+	d.rapiActivate()
 	d.log.Info("node active", "node", nf.Name, "uuid", nf.UUID,
 		"addr", nf.Addr())
 	return nil

@@ -11,6 +11,8 @@ type Status struct {
 	RaftState    string `json:"raft_state"`
 	Leader       string `json:"leader"`
 	AppliedIndex uint64 `json:"applied_index"`
+	// Term is the Raft term; it grows only with elections.
+	Term uint64 `json:"term"`
 	// TLSDials counts outbound TLS connections this process opened;
 	// on a normal node it stays 0.
 	TLSDials uint64 `json:"tls_dials"`

@@ -26,6 +26,8 @@ func (d *Daemon) localHandler() http.Handler {
 	mux.HandleFunc("POST /v1/init", d.handleInit)
 	mux.HandleFunc("POST /v1/activate", d.handleActivate)
 	mux.HandleFunc("POST /v1/op", d.handleLocalOp)
+	d.verifyLocalRoutes(mux)
+	d.rapiLocalRoutes(mux)
 	return mux
 }
 
@@ -38,6 +40,7 @@ func (d *Daemon) rpcHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/status", d.handleStatus)
 	mux.HandleFunc("POST /v1/op", d.handleRemoteOp)
+	d.verifyRPCRoutes(mux)
 	return mux
 }
 

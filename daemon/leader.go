@@ -45,6 +45,7 @@ func (d *Daemon) onLeader(isLeader bool) {
 		l.cancel = nil
 	}
 	l.ready = false
+	d.rapiLeader(isLeader)
 	if !isLeader {
 		d.log.Info("no longer master")
 		return

@@ -22,6 +22,7 @@ func (d *Daemon) status() Status {
 		st.Leader = n.Name
 	}
 	st.AppliedIndex = s.Index
+	st.Term = r.Term()
 	if n := s.Nodes[nf.UUID]; n != nil {
 		st.Role = s.Role(n)
 	}

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/hashicorp/raft"
 
@@ -144,4 +145,10 @@ func (n *Node) Shutdown() error {
 // Snapshot forces a snapshot now (used by tests and before upgrades).
 func (n *Node) Snapshot() error {
 	return n.leaderErr0(n.raft.Snapshot().Error())
+}
+
+// Term returns the current Raft term; it grows only with elections.
+func (n *Node) Term() uint64 {
+	t, _ := strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
+	return t
 }

@@ -134,7 +134,7 @@ func Open(cfg Config, f raft.FSM, stream raft.StreamLayer,
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: 5 * time.Second, Logger: hl,
-		})
+	})
 
 	n := &Node{cfg: cfg, store: store, trans: trans,
 		notify: make(chan bool, 16), done: make(chan struct{})}
