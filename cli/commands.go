@@ -187,7 +187,7 @@ func statusCmd() *cli.Command {
 
 func clusterCmd() *cli.Command {
 	return &cli.Command{Name: "cluster", Usage: "cluster-wide commands",
-		Subcommands: []*cli.Command{
+		Subcommands: append([]*cli.Command{
 			{Name: "info", Usage: "show the cluster's settings", Flags: []cli.Flag{outputFlag},
 				Action: clusterInfo},
 			{Name: "failover", Usage: "make this master candidate the master",
@@ -198,7 +198,8 @@ func clusterCmd() *cli.Command {
 					}
 					return runOp(c, daemon.OpFailover, daemon.NodeArgs{Node: st.Name})
 				}},
-		}}
+			clusterVerifyCmd(),
+		}, rapiCmds()...)}
 }
 
 func clusterInfo(c *cli.Context) error {

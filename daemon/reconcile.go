@@ -104,6 +104,12 @@ func (d *Daemon) desired(s *fsm.State, k *keySet, n *fsm.Node) (*sshdist.Request
 	} else {
 		req.RemoveFiles = []string{"ca-key.pem"}
 	}
+	files, remove, err := d.rapiFiles(n)
+	if err != nil {
+		return nil, err
+	}
+	req.Files = append(req.Files, files...)
+	req.RemoveFiles = append(req.RemoveFiles, remove...)
 	if s.Cluster.ModifySSHSetup {
 		req.AuthorizedKeys = &sshdist.AuthKeysOp{
 			File: s.Cluster.AuthorizedKeysFile, Keys: k.candidateKeys(s)}
