@@ -139,6 +139,7 @@ func (d *Daemon) opJoin(ctx context.Context, a JoinArgs) (*OpResult, error) {
 		}
 	}
 	unreachable := d.pushTo(ctx, j.sess, s, others)
+	d.clearReconcilePending()
 	role := "regular node"
 	if node.MasterCandidate {
 		role = "master candidate"
@@ -232,7 +233,8 @@ func (d *Daemon) setOwnPubKeys(uuid string, key ssh.PublicKey, undos *[]func()) 
 }
 
 func (j *joinRun) commit(digest string) error {
-	ch := []fsm.Change{{Op: fsm.OpPutNode, Node: j.node}}
+	ch := []fsm.Change{{Op: fsm.OpPutNode, Node: j.node},
+		{Op: fsm.OpSetReconcilePending, Pending: true}}
 	if j.node.MasterCandidate {
 		ch = append(ch, fsm.Change{Op: fsm.OpSetCert, UUID: j.node.UUID, Digest: digest})
 	} else if j.old != nil {

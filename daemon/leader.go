@@ -83,14 +83,19 @@ func (d *Daemon) takeOver(ctx context.Context) {
 		}
 	}
 	d.log.Info("became master", "node", me.Name, "took", time.Since(start))
-	d.setReady(true)
 
-	// Finishing what a previous master may have left half-done is done
-	// under the operation lock, so it never interleaves with an
-	// operation.
+	// Finishing what a previous master left half-done happens under the
+	// operation lock, so role changes wait for it. When the previous
+	// master had finished (no reconcile pending), there is nothing to
+	// finish and operations are accepted at once.
 	d.opMu.Lock()
+	d.setReady(true)
 	d.reconcileRaft(d.fsm.State())
-	d.reconcileAll(ctx, nil)
+	if s.Cluster.ReconcilePending {
+		d.log.Info("finishing the previous master's reconciliation")
+		d.reconcileAll(ctx, nil)
+		d.clearReconcilePending()
+	}
 	d.opMu.Unlock()
 	d.retryLoop(ctx)
 }
@@ -120,6 +125,7 @@ func (d *Daemon) retryLoop(ctx context.Context) {
 			}
 			d.opMu.Lock()
 			d.reconcileAll(ctx, d.pendingNodes())
+			d.clearReconcilePending()
 			d.opMu.Unlock()
 		}
 	}
@@ -236,5 +242,17 @@ func (d *Daemon) waitInitialised(ctx context.Context) (*fsm.State, error) {
 			return nil, ctx.Err()
 		case <-ch:
 		}
+	}
+}
+
+// clearReconcilePending records that every node matches the
+// configuration, once no node is left to retry. Called under opMu.
+func (d *Daemon) clearReconcilePending() {
+	if d.pendingCount() > 0 || !d.fsm.State().Cluster.ReconcilePending {
+		return
+	}
+	cmd := &fsm.Command{Changes: []fsm.Change{{Op: fsm.OpSetReconcilePending}}}
+	if _, err := d.raft.Apply(cmd); err != nil {
+		d.log.Warn("clearing reconcile flag failed", "err", err)
 	}
 }

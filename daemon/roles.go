@@ -192,6 +192,7 @@ func (d *Daemon) replacement(ctx context.Context, s *fsm.State, n *fsm.Node,
 // reachable node applied it, fixes Raft membership, and then brings
 // every node's SSH files in line.
 func (d *Daemon) commitRoles(ctx context.Context, changes []fsm.Change, msg string) (*OpResult, error) {
+	changes = append(changes, fsm.Change{Op: fsm.OpSetReconcilePending, Pending: true})
 	index, err := d.raft.Apply(&fsm.Command{Changes: changes})
 	if err != nil {
 		return nil, err
@@ -200,6 +201,7 @@ func (d *Daemon) commitRoles(ctx context.Context, changes []fsm.Change, msg stri
 	lagging := d.waitApplied(ctx, s, index)
 	d.reconcileRaft(s)
 	unreachable := d.reconcileAll(ctx, nil)
+	d.clearReconcilePending()
 	return &OpResult{Message: msg, Unreachable: mergeNames(lagging, unreachable)}, nil
 }
 

@@ -25,6 +25,9 @@ const (
 	OpSetCert Op = "set_cert"
 	// OpSetMaster records Change.UUID as the master node.
 	OpSetMaster Op = "set_master"
+	// OpSetReconcilePending sets Cluster.ReconcilePending to
+	// Change.Pending.
+	OpSetReconcilePending Op = "set_reconcile_pending"
 	// OpPutCluster replaces the cluster record's modifiable fields
 	// with those of Change.Cluster.
 	OpPutCluster Op = "put_cluster"
@@ -37,6 +40,7 @@ type Change struct {
 	Digest  string   `json:"digest,omitempty"`
 	Node    *Node    `json:"node,omitempty"`
 	Cluster *Cluster `json:"cluster,omitempty"`
+	Pending bool     `json:"pending,omitempty"`
 }
 
 // Command is the unit written to the Raft log. Its changes are applied
@@ -127,6 +131,9 @@ func (s *State) apply(ch Change) error {
 		return nil
 	case OpPutCluster:
 		return s.applyPutCluster(ch)
+	case OpSetReconcilePending:
+		s.Cluster.ReconcilePending = ch.Pending
+		return nil
 	}
 	return fmt.Errorf("unknown op %q", ch.Op)
 }
@@ -154,6 +161,7 @@ func (s *State) applyPutCluster(ch Change) error {
 	c := *ch.Cluster
 	// Identity and master are not changed by a modify.
 	c.Name, c.UUID, c.MasterNode = s.Cluster.Name, s.Cluster.UUID, s.Cluster.MasterNode
+	c.ReconcilePending = s.Cluster.ReconcilePending
 	s.Cluster = c
 	return nil
 }

@@ -50,6 +50,10 @@ type Cluster struct {
 	// AuthorizedKeysFile is the file (under each node's root) that the
 	// tool manages; sshd must read it.
 	AuthorizedKeysFile string `json:"authorized_keys_file"`
+	// ReconcilePending is set in the same entry as every role change
+	// and cleared by the master once every node's files match the
+	// configuration. A new master finishes the job only when it is set.
+	ReconcilePending bool `json:"reconcile_pending,omitempty"`
 }
 
 // Node is one member of the cluster. Ports are per primary IP.
