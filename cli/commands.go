@@ -198,7 +198,7 @@ func clusterCmd() *cli.Command {
 					}
 					return runOp(c, daemon.OpFailover, daemon.NodeArgs{Node: st.Name})
 				}},
-			clusterVerifyCmd(),
+			clusterVerifyCmd(), clusterModifyCmd(),
 		}, rapiCmds()...)}
 }
 
@@ -220,4 +220,42 @@ func clusterInfo(c *cli.Context) error {
 		info.CandidatePoolSize, info.Candidates, info.Nodes, info.ModifySSHSetup,
 		info.AuthorizedKeysFile, info.ConfigIndex)
 	return tw.Flush()
+}
+
+func clusterModifyCmd() *cli.Command {
+	return &cli.Command{Name: "modify", Usage: "change cluster-wide settings",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "master-capability-rapi-modifiable",
+				Usage: "yes or no: may RAPI change master_capable (makes every node a potential candidate)"},
+			&cli.IntFlag{Name: "candidate-pool-size", Usage: "how many master candidates to keep"},
+		},
+		Action: func(c *cli.Context) error {
+			var a daemon.ClusterModifyArgs
+			if c.IsSet("master-capability-rapi-modifiable") {
+				v, err := yesNo(c.String("master-capability-rapi-modifiable"))
+				if err != nil {
+					return err
+				}
+				a.MasterCapabilityRapiModifiable = &v
+			}
+			if c.IsSet("candidate-pool-size") {
+				v := c.Int("candidate-pool-size")
+				a.CandidatePoolSize = &v
+			}
+			if a.MasterCapabilityRapiModifiable == nil && a.CandidatePoolSize == nil {
+				return fmt.Errorf("cluster modify: nothing to change; give " +
+					"--master-capability-rapi-modifiable=yes|no or --candidate-pool-size=N")
+			}
+			return runOp(c, daemon.OpClusterModify, a)
+		}}
+}
+
+func yesNo(v string) (bool, error) {
+	switch v {
+	case "yes", "true":
+		return true, nil
+	case "no", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not yes or no", v)
 }

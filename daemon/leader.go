@@ -219,6 +219,13 @@ func (d *Daemon) dispatch(ctx context.Context, req OpRequest) (*OpResult, error)
 		}
 		return d.nodeOp(ctx, req.Op, a)
 	}
+	if req.Op == OpClusterModify {
+		var a ClusterModifyArgs
+		if err := strictUnmarshal(req.Args, &a); err != nil {
+			return nil, err
+		}
+		return d.clusterModify(ctx, a)
+	}
 	return nil, fmt.Errorf("unknown operation %q", req.Op)
 }
 

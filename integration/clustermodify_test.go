@@ -1,0 +1,86 @@
+package integration
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// pubKeyUUIDs returns the node UUIDs listed in h's ganeti_pub_keys, or
+// nil when the file does not exist.
+func pubKeyUUIDs(t testing.TB, h *Host) []string {
+	t.Helper()
+	data, err := os.ReadFile(h.LibPath("ganeti_pub_keys"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("reading ganeti_pub_keys of %s: %v", h.Name, err)
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			out = append(out, f[0])
+		}
+	}
+	return out
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// TestClusterModify_RapiFlagMovesPotentialCandidates checks that the
+// master_capability_rapi_modifiable flag makes every node a potential
+// candidate (its key in ganeti_pub_keys, the file on it) and back.
+func TestClusterModify_RapiFlagMovesPotentialCandidates(t *testing.T) {
+	c := newCluster(t, 4, 3, Options{})
+	master, n4 := c.Hosts[0], c.Hosts[3]
+	c.Join(master, n4, "--master-capable=false")
+	c.waitConverged(c.Hosts...)
+	id4 := nodeUUID(t, c, master, n4.Name)
+
+	if got := pubKeyUUIDs(t, master); contains(got, id4) {
+		t.Fatalf("non-master-capable %s in ganeti_pub_keys before the flag: %v", n4.Name, got)
+	}
+	if _, err := os.Stat(n4.LibPath("ganeti_pub_keys")); !os.IsNotExist(err) {
+		t.Fatalf("ganeti_pub_keys exists on %s before the flag (err %v)", n4.Name, err)
+	}
+
+	c.MustRun(master, "cluster", "modify", "--master-capability-rapi-modifiable=yes")
+	for _, h := range c.Hosts {
+		if got := pubKeyUUIDs(t, h); !contains(got, id4) || len(got) != 4 {
+			t.Fatalf("with the flag, %s's ganeti_pub_keys = %v, want all 4 nodes", h.Name, got)
+		}
+	}
+
+	c.MustRun(master, "cluster", "modify", "--master-capability-rapi-modifiable=no")
+	for _, h := range c.Hosts[:3] {
+		if got := pubKeyUUIDs(t, h); contains(got, id4) || len(got) != 3 {
+			t.Fatalf("without the flag, %s's ganeti_pub_keys = %v, want the 3 others", h.Name, got)
+		}
+	}
+	if _, err := os.Stat(n4.LibPath("ganeti_pub_keys")); !os.IsNotExist(err) {
+		t.Fatalf("ganeti_pub_keys still on %s after the flag was cleared (err %v)", n4.Name, err)
+	}
+	_, stderr, err := c.Run(master, "cluster", "modify", "--master-capability-rapi-modifiable=maybe")
+	if err == nil || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Fatalf("bad flag value: got err %v, stderr %q; want one error line", err, stderr)
+	}
+}
+
+func nodeUUID(t testing.TB, c *Cluster, from *Host, name string) string {
+	t.Helper()
+	for _, n := range c.List(from) {
+		if n.Name == name {
+			return n.UUID
+		}
+	}
+	t.Fatalf("node %s not listed on %s", name, from.Name)
+	return ""
+}
