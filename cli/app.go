@@ -72,6 +72,9 @@ func oneArg(c *cli.Context, what string) (string, error) {
 
 func printResult(w io.Writer, res *daemon.OpResult) {
 	fmt.Fprintln(w, res.Message)
+	if res.Summary != "" {
+		fmt.Fprintln(w, res.Summary)
+	}
 	for _, n := range res.Unreachable {
 		fmt.Fprintf(w, "unreachable: %s (the master keeps retrying)\n", n)
 	}

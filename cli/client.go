@@ -84,3 +84,50 @@ func (c *client) op(name string, args any) (*daemon.OpResult, error) {
 	err = c.call(http.MethodPost, "/v1/op", daemon.OpRequest{Op: name, Args: raw}, &res)
 	return &res, err
 }
+
+// opStream runs a cluster operation and passes each progress line to
+// progress while it runs.
+func (c *client) opStream(name string, args any, progress func(string)) (*daemon.OpResult, error) {
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(daemon.OpRequest{Op: name, Args: raw})
+	req, err := http.NewRequest(http.MethodPost, "http://local/v1/op", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("talking to the local daemon at %s: %w", c.socket, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var eb daemon.ErrorBody
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+			return nil, errors.New(eb.Error)
+		}
+		return nil, fmt.Errorf("daemon answered %s", resp.Status)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var l struct {
+			Progress string           `json:"progress"`
+			Result   *daemon.OpResult `json:"result"`
+			Error    string           `json:"error"`
+		}
+		if err := dec.Decode(&l); err != nil {
+			return nil, fmt.Errorf("reading the daemon's answer: %w", err)
+		}
+		switch {
+		case l.Error != "":
+			return nil, errors.New(l.Error)
+		case l.Result != nil:
+			return l.Result, nil
+		case l.Progress != "":
+			progress(l.Progress)
+		}
+	}
+}

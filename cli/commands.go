@@ -94,13 +94,30 @@ func joinCmd() *cli.Command {
 		}}
 }
 
+// runOp runs a cluster operation. On a terminal it shows each node's
+// progress on one rewritten stderr line; the result and the SSH
+// summary are always printed.
 func runOp(c *cli.Context, op string, args any) error {
-	res, err := local(c).op(op, args)
+	var res *daemon.OpResult
+	var err error
+	if isTerminal(os.Stderr) {
+		res, err = local(c).opStream(op, args, func(p string) {
+			fmt.Fprintf(os.Stderr, "\r\033[K%s", p)
+		})
+		fmt.Fprint(os.Stderr, "\r\033[K")
+	} else {
+		res, err = local(c).op(op, args)
+	}
 	if err != nil {
 		return err
 	}
 	printResult(c.App.Writer, res)
 	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func nodeCmd(op, usage string, autoPromote bool) *cli.Command {

@@ -95,6 +95,8 @@ type OpResult struct {
 	// Unreachable lists nodes that could not be updated; the master
 	// keeps retrying them.
 	Unreachable []string `json:"unreachable,omitempty"`
+	// Summary counts the operation's SSH work (empty when none).
+	Summary string `json:"summary,omitempty"`
 }
 
 // ErrorBody is the JSON body of every failed API call.

@@ -116,6 +116,10 @@ func (d *Daemon) handleLocalOp(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
+	if r.Header.Get("Accept") == "application/x-ndjson" {
+		d.streamOp(w, r, req)
+		return
+	}
 	res, err := d.routeOp(r.Context(), req)
 	if err != nil {
 		writeErr(w, http.StatusConflict, err)

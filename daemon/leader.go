@@ -175,11 +175,14 @@ func (d *Daemon) runOp(ctx context.Context, req OpRequest) (*OpResult, error) {
 		return nil, errNotLeaderNow
 	}
 	d.log.Info("operation started", "op", req.Op)
+	rep := reportFrom(ctx)
+	ctx = withReport(ctx, rep)
 	res, err := d.dispatch(ctx, req)
 	if err != nil {
 		d.log.Error("operation failed", "op", req.Op, "err", err)
 		return nil, err
 	}
+	res.Summary = rep.summary()
 	d.log.Info("operation done", "op", req.Op, "result", res.Message,
 		"unreachable", len(res.Unreachable))
 	return res, nil

@@ -172,8 +172,11 @@ func (d *Daemon) pushTo(ctx context.Context, sess *sshdist.Session,
 		reqs[n.Name] = req
 		targets = append(targets, target(n))
 	}
+	rep := reportFrom(ctx)
+	rep.watch(sess, "update", len(targets))
 	results := sess.FanOut(ctx, "reconcile", targets,
 		func(t sshdist.Target) *sshdist.Request { return reqs[t.Name] })
+	rep.add(results)
 	var failed []*fsm.Node
 	for i, r := range results {
 		if r.Err != nil {

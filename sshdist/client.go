@@ -201,7 +201,14 @@ type Session struct {
 	mu    sync.Mutex
 	conns map[string]*sessionConn // nil once closed
 	dials atomic.Int64
+	// onResult, when set, sees each FanOut host's result as it lands.
+	onResult func(Result)
 }
+
+// OnResult makes FanOut call f with each host's result as soon as that
+// host is done, from the host's goroutine (f must be safe for
+// concurrent use). It is for progress display; call it before FanOut.
+func (s *Session) OnResult(f func(Result)) { s.onResult = f }
 
 // sessionConn is a cached connection, or one being dialled: ready is
 // closed once client (or the failure) is known.
@@ -551,6 +558,9 @@ func (s *Session) FanOut(ctx context.Context, op string, targets []Target,
 			}
 			defer func() { <-sem }()
 			res.Resp, res.Err = s.Update(ctx, t, req)
+			if s.onResult != nil {
+				s.onResult(*res)
+			}
 		})
 	}
 	wg.Wait()
