@@ -324,11 +324,8 @@ func (c *Cluster) startSSHD(h *Host) {
 // host key, for example).
 func (c *Cluster) RestartSSHD(h *Host) {
 	c.t.Helper()
-	if h.sshd.running() {
-		h.sshd.cmd.Process.Kill()
-		if !h.sshd.wait(stopTimeout) {
-			c.t.Fatalf("sshd of %s did not exit after SIGKILL", h.Name)
-		}
+	if !h.stopSSHD() {
+		c.t.Fatalf("sshd of %s did not exit after SIGKILL", h.Name)
 	}
 	c.startSSHD(h)
 }
@@ -434,10 +431,7 @@ func (c *Cluster) cleanup() {
 			syscall.Kill(-h.daemon.cmd.Process.Pid, syscall.SIGKILL)
 			h.daemon.wait(stopTimeout)
 		}
-		if h.sshd.running() {
-			h.sshd.cmd.Process.Kill()
-			h.sshd.wait(stopTimeout)
-		}
+		h.stopSSHD()
 	}
 	for _, h := range c.Hosts {
 		if c.t.Failed() {
@@ -940,4 +934,71 @@ func TestHarness_SSHDLogin(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "verification failed") {
 		t.Fatalf("changed host key: got %v, want verification failure", err)
 	}
+}
+
+// stopSSHD kills h's sshd and, first, every process it started, and
+// reports whether all are gone. Each connection runs in its own
+// session (setsid), so killing the listener alone would leave, say,
+// an ssh-update helper writing into a root that is about to go. The
+// processes are killed leaves first, so that every one is reaped by
+// its own parent rather than left a zombie under init.
+func (h *Host) stopSSHD() bool {
+	if !h.sshd.running() {
+		return true
+	}
+	pid := h.sshd.cmd.Process.Pid
+	deadline := time.Now().Add(stopTimeout)
+	for time.Now().Before(deadline) {
+		leaves, n := liveLeaves(pid)
+		if n == 0 {
+			break
+		}
+		for _, k := range leaves {
+			syscall.Kill(k, syscall.SIGKILL)
+		}
+		time.Sleep(pollEvery) // poll interval, not a wait for a state
+	}
+	h.sshd.cmd.Process.Kill()
+	return h.sshd.wait(stopTimeout)
+}
+
+// liveLeaves returns the processes below pid that have no children
+// and are not zombies, and how many processes are below pid at all.
+func liveLeaves(pid int) ([]int, int) {
+	children, zombie := procTree()
+	var below, leaves []int
+	for queue := children[pid]; len(queue) > 0; queue = queue[1:] {
+		p := queue[0]
+		below = append(below, p)
+		queue = append(queue, children[p]...)
+		if len(children[p]) == 0 && !zombie[p] {
+			leaves = append(leaves, p)
+		}
+	}
+	return leaves, len(below)
+}
+
+// procTree reads /proc: each process's children, and which are
+// zombies.
+func procTree() (map[int][]int, map[int]bool) {
+	children, zombie := map[int][]int{}, map[int]bool{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range stats {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces.
+		f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		self, err1 := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		ppid, err2 := strconv.Atoi(f[1])
+		if err1 == nil && err2 == nil {
+			children[ppid] = append(children[ppid], self)
+			zombie[self] = f[0] == "Z"
+		}
+	}
+	return children, zombie
 }
