@@ -97,7 +97,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func initCommand(uuid string) *fsm.Command {
 	return &fsm.Command{Changes: []fsm.Change{{Op: fsm.OpInit,
-		Digest: "sha256:0000000000000000000000000000000000000000000000000000000000000001",
+		Digest:  "sha256:0000000000000000000000000000000000000000000000000000000000000001",
 		Cluster: &fsm.Cluster{Name: "c", UUID: "u", CandidatePoolSize: 3},
 		Node: &fsm.Node{UUID: uuid, Name: "n1", PrimaryIP: "127.0.0.1",
 			RPCPort: 1811, GossipPort: 1813, SSHPort: 22, MasterCapable: true}}}}
