@@ -16,19 +16,27 @@ var errNoRoots = errors.New("rpcsec: no cluster CA to verify against")
 // client auth; it and its CA are valid at now; it names one node UUID;
 // that node has a map entry; the entry equals the certificate's Digest.
 // Intermediate certificates sent by the peer are ignored: the cluster
-// CA signs node certificates directly.
+// CA signs node certificates directly. The error names the node the
+// certificate claims even when the chain check fails, as evidence.
 func (a *Admission) Check(certs []*x509.Certificate,
 	roots *x509.CertPool, now time.Time) error {
 	if len(certs) == 0 {
 		return &RefusedError{Reason: ReasonNoCertificate}
 	}
-	if roots == nil {
-		return &RefusedError{Reason: ReasonWrongCA, Err: errNoRoots}
-	}
 	leaf := certs[0]
-	if why, err := verifyChain(leaf, roots, now); err != nil {
-		return &RefusedError{Reason: why, Err: err}
+	if roots == nil {
+		return &RefusedError{Node: claimed(leaf), Reason: ReasonWrongCA,
+			Err: errNoRoots}
 	}
+	if why, err := verifyChain(leaf, roots, now); err != nil {
+		return &RefusedError{Node: claimed(leaf), Reason: why, Err: err}
+	}
+	return a.checkMap(leaf)
+}
+
+// checkMap is the part of Check a stock mutual-TLS server does not
+// do: the leaf's node UUID must have a map entry equal to its Digest.
+func (a *Admission) checkMap(leaf *x509.Certificate) error {
 	node, err := NodeUUID(leaf)
 	if err != nil {
 		return &RefusedError{Reason: ReasonNoNodeID, Err: err}
@@ -41,6 +49,12 @@ func (a *Admission) Check(certs []*x509.Certificate,
 		return &RefusedError{Node: node, Reason: ReasonDigestMismatch}
 	}
 	return nil
+}
+
+// claimed returns the node UUID cert names, or "" if none.
+func claimed(cert *x509.Certificate) string {
+	node, _ := NodeUUID(cert)
+	return node
 }
 
 // verifyChain verifies leaf against roots at now. On failure it

@@ -69,6 +69,11 @@ const (
 	// ReasonDigestMismatch means the candidate-map entry of the node
 	// names another certificate, such as a renewed one.
 	ReasonDigestMismatch Reason = "digest differs from candidate map"
+	// ReasonHandshake means TLS failed before or after the certificate
+	// check: the client does not speak TLS 1.3, or not TLS at all, or
+	// cannot prove it holds the certificate's private key. Check
+	// never returns it; the Mux logs it.
+	ReasonHandshake Reason = "TLS handshake failed"
 )
 
 // RefusedError is returned by Admission.Check, and ends a refused
@@ -76,8 +81,8 @@ const (
 type RefusedError struct {
 	// Peer is the remote address; empty when Check is called directly.
 	Peer string
-	// Node is the node UUID the certificate claims, or empty if it
-	// claims none or was not read that far.
+	// Node is the node UUID the certificate claims, whether or not
+	// the certificate is genuine, or empty if it names none.
 	Node string
 	// Reason is why the peer was refused.
 	Reason Reason

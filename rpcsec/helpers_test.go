@@ -198,6 +198,39 @@ func (b *logBuffer) mustContain(t testing.TB, subs ...string) {
 	}
 }
 
+// waitFor polls, for at most wait, until the log holds every one of
+// subs on one line: some refusals are logged after the client has
+// seen the connection fail.
+func (b *logBuffer) waitFor(t testing.TB, subs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !b.hasLine(subs) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q within %v; log:\n%s",
+				subs, wait, b.String())
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+}
+
+func (b *logBuffer) hasLine(subs []string) bool {
+	for line := range strings.Lines(b.String()) {
+		if containsAll(line, subs) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
 func newLog() (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}
 	h := slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo})

@@ -103,16 +103,19 @@ func (m *Mux) Close() error {
 
 // configFor builds the configuration of one handshake from the
 // identity's current material, so that Update applies to the next
-// connection.
+// connection. It costs an allocation or two, well under a
+// microsecond, against about a millisecond of handshake; in return
+// a refusal is logged with its peer before the client learns of it.
 func (m *Mux) configFor(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	st := m.id.cur.Load()
 	peer := hello.Conn.RemoteAddr().String()
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{st.server},
-		// The chain is verified in admit, which tells a foreign CA
-		// from an expired certificate.
-		ClientAuth: tls.RequireAnyClientCert,
+		// Check verifies the chain, which tells a foreign CA from an
+		// expired certificate, and refuses a missing certificate
+		// with a reason that is logged like every other refusal.
+		ClientAuth: tls.RequestClientCert,
 		NextProtos: []string{ALPNRPC, ALPNRaft},
 		// VerifyConnection also runs on resumed sessions.
 		VerifyConnection: func(cs tls.ConnectionState) error {
@@ -121,6 +124,8 @@ func (m *Mux) configFor(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	}, nil
 }
 
+// admit runs Check and logs a refusal at info with peer, the node the
+// certificate claims and the reason.
 func (m *Mux) admit(peer string, certs []*x509.Certificate,
 	roots *x509.CertPool) error {
 	err := m.adm.Check(certs, roots, time.Now())
@@ -129,12 +134,16 @@ func (m *Mux) admit(peer string, certs []*x509.Certificate,
 		return err
 	}
 	re.Peer = peer
-	args := []any{"peer", peer, "node", re.Node, "reason", re.Reason}
+	m.logRefused(re)
+	return err
+}
+
+func (m *Mux) logRefused(re *RefusedError) {
+	args := []any{"peer", re.Peer, "node", re.Node, "reason", re.Reason}
 	if re.Err != nil {
 		args = append(args, "err", re.Err)
 	}
 	m.log.Info("refusing connection", args...)
-	return err
 }
 
 func (m *Mux) acceptLoop() {

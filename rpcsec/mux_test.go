@@ -54,9 +54,9 @@ func TestMux_RefusesUnadmitted(t *testing.T) {
 	tests := []struct {
 		name string
 		cert *tls.Certificate
-		want Reason // "" when refused before admission runs
+		want Reason
 	}{
-		{"no certificate", nil, ""},
+		{"no certificate", nil, ReasonNoCertificate},
 		{"normal node", asTLS(c.normal.clientPEM), ReasonUnknownNode},
 		{"self-signed copy", &forged, ReasonWrongCA},
 		{"other CA", asTLS(alien.clientPEM), ReasonWrongCA},
@@ -72,11 +72,9 @@ func TestMux_RefusesUnadmitted(t *testing.T) {
 					"server's verdict comes after it", err)
 			}
 			expectClosed(t, conn)
-			if tt.want != "" {
-				c.log.mustContain(t, "refusing connection",
-					"peer="+conn.LocalAddr().String(),
-					string(tt.want))
-			}
+			// Check's refusals are logged before the alert.
+			c.log.mustContain(t, "refusing connection",
+				"peer="+conn.LocalAddr().String(), string(tt.want))
 			c.expectNothingDelivered(t, ALPNRPC)
 		})
 	}
@@ -87,9 +85,17 @@ func TestMux_RefusesTLS12(t *testing.T) {
 	cert := c.mc.tlsCert()
 	cfg := c.config(&cert, ALPNRaft)
 	cfg.MaxVersion = tls.VersionTLS12
-	if _, err := c.dial(t, cfg); err == nil {
+	conn, err := net.Dial("tcp", c.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := tls.Client(conn, cfg).Handshake(); err == nil {
 		t.Fatal("TLS 1.2 handshake: got nil error, want refused")
 	}
+	c.log.waitFor(t, "refusing connection",
+		"peer="+conn.LocalAddr().String(), string(ReasonHandshake),
+		"unsupported versions")
 	c.expectNothingDelivered(t, ALPNRaft)
 }
 
@@ -108,6 +114,8 @@ func TestMux_RefusesPlaintext(t *testing.T) {
 		string(got), "HTTP/") {
 		t.Fatalf("got %q, %v, want the connection closed", got, err)
 	}
+	c.log.waitFor(t, "refusing connection",
+		"peer="+conn.LocalAddr().String(), string(ReasonHandshake))
 	c.expectNothingDelivered(t, ALPNRPC)
 }
 
@@ -130,18 +138,28 @@ func TestMux_RefusesCertificateWithoutKey(t *testing.T) {
 	tests := []struct {
 		name string
 		key  crypto.Signer
+		want string // in the logged error
 	}{
-		{"own key", c.normal.clientKey},
-		{"no key", failingSigner{c.mc.client.PublicKey}},
+		{"own key", c.normal.clientKey, "invalid signature"},
+		{"no key", failingSigner{c.mc.client.PublicKey},
+			"internal error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cert := tls.Certificate{Certificate: stolen,
 				PrivateKey: tt.key}
-			conn, err := c.dial(t, c.config(&cert, ALPNRPC))
-			if err == nil {
+			raw, err := net.Dial("tcp", c.addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			conn := tls.Client(raw, c.config(&cert, ALPNRPC))
+			if conn.Handshake() == nil {
 				expectClosed(t, conn)
 			}
+			c.log.waitFor(t, "refusing connection",
+				"peer="+raw.LocalAddr().String(), "node="+uuidA,
+				string(ReasonHandshake), tt.want)
 			c.expectNothingDelivered(t, ALPNRPC)
 		})
 	}

@@ -3,6 +3,9 @@ package rpcsec
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
 	"net"
 )
 
@@ -17,8 +20,7 @@ func (m *Mux) serve(raw net.Conn) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		// Refusals were logged by admit; this is everything else.
-		m.log.Debug("handshake failed", "peer", peer, "err", err)
+		m.logRefusal(peer, tc, err)
 		raw.Close()
 		return
 	}
@@ -44,9 +46,39 @@ func (m *Mux) serve(raw net.Conn) {
 		raw.Close()
 		return
 	}
-	m.log.Debug("admitted connection", "peer", peer, "node", node,
-		"alpn", cs.NegotiatedProtocol)
+	if m.log.Enabled(m.ctx, slog.LevelDebug) {
+		m.log.Debug("admitted connection", "peer", peer, "node", node,
+			"alpn", cs.NegotiatedProtocol)
+	}
 	l.deliver(c)
+}
+
+// logRefusal logs a failed handshake with peer. Check's refusals were
+// logged by admit; TLS itself failing first (no TLS 1.3, not TLS at
+// all, a certificate without its private key) is logged here at info
+// as ReasonHandshake, with the node the certificate claims. A client
+// that leaves without a word and a handshake cut short by Close are
+// no refusals; they are logged at debug.
+func (m *Mux) logRefusal(peer string, tc *tls.Conn, err error) {
+	var re *RefusedError
+	switch {
+	case errors.As(err, &re):
+	case errors.Is(err, io.EOF) || m.ctx.Err() != nil:
+		m.log.Debug("handshake abandoned", "peer", peer, "err", err)
+	default:
+		m.logRefused(&RefusedError{Peer: peer, Node: claimedNode(tc),
+			Reason: ReasonHandshake, Err: err})
+	}
+}
+
+// claimedNode returns the node UUID that the client's certificate, as
+// far as the failed handshake received it, names, or "".
+func claimedNode(tc *tls.Conn) string {
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return ""
+	}
+	return claimed(certs[0])
 }
 
 func (m *Mux) route(proto string) *subListener {
