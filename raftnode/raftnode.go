@@ -68,8 +68,12 @@ func DefaultConfig() Config {
 		// Same reasoning as HeartbeatTimeout; elections on a LAN finish
 		// in a few milliseconds.
 		ElectionTimeout: 200 * time.Millisecond,
-		// Must be <= HeartbeatTimeout; half of it, as in the defaults.
-		LeaderLeaseTimeout: 100 * time.Millisecond,
+		// Must be <= HeartbeatTimeout. The default is half of it; at
+		// 100 ms a loaded two-core host stalled long enough for a
+		// healthy leader to step down, so take the whole 200 ms. It
+		// only decides how fast a cut-off leader gives up, not how fast
+		// the others replace a dead one.
+		LeaderLeaseTimeout: 200 * time.Millisecond,
 		// Unchanged from the default.
 		CommitTimeout: d.CommitTimeout,
 		// Config changes are rare and small: snapshot after 1024 entries
