@@ -10,7 +10,7 @@ import (
 )
 
 func main() {
-	if err := cli.NewApp().Run(os.Args); err != nil {
+	if err := cli.Run(cli.NewApp(), os.Args); err != nil {
 		if !cli.Silent(err) {
 			fmt.Fprintf(os.Stderr, "ganeti-node: %v\n", err)
 		}

@@ -24,9 +24,11 @@ import (
 	"ganeti-node/sshdist"
 )
 
-// NewApp returns the ganeti-node application.
+// NewApp returns the ganeti-node application. Usage errors (unknown
+// commands and flags) are returned as errors, without the help text,
+// so main prints them on one line.
 func NewApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "ganeti-node",
 		Usage: "keep a Ganeti-style cluster's node control limited to master candidates",
 		Flags: []cli.Flag{
@@ -44,6 +46,33 @@ func NewApp() *cli.App {
 			nodeCmd(daemon.OpRemove, "remove a node from the cluster", false),
 			modifyCmd(), listCmd(), statusCmd(), clusterCmd(), sshUpdateCmd(),
 		},
+	}
+	quietUsage(app.Commands)
+	app.OnUsageError = usageError
+	return app
+}
+
+// Run runs the application and turns an unknown command into an error.
+func Run(app *cli.App, args []string) error {
+	var unknown string
+	app.CommandNotFound = func(_ *cli.Context, name string) { unknown = name }
+	if err := app.Run(args); err != nil {
+		return err
+	}
+	if unknown != "" {
+		return fmt.Errorf("unknown command %q; see `ganeti-node --help`", unknown)
+	}
+	return nil
+}
+
+func usageError(c *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w; see `%s --help`", err, c.Command.HelpName)
+}
+
+func quietUsage(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = usageError
+		quietUsage(c.Subcommands)
 	}
 }
 

@@ -80,7 +80,7 @@ func (r *opReport) summary() string {
 	if r.nodes == 0 {
 		return ""
 	}
-	return fmt.Sprintf("ssh: %d node updates, %d changed files, %d unreachable",
+	return fmt.Sprintf("ssh: %d nodes updated (%d changed), %d unreachable",
 		r.nodes, r.changed, len(r.unreachable))
 }
 
