@@ -126,10 +126,11 @@ func TestCertFile_ServesTrustedCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, conf := range map[string]*tls.Config{
-		"system roots":  {ServerName: "cluster1.example"},
-		"other cert":    {RootCAs: certPool(t, other), ServerName: "cluster1.example"},
-		"wrong name":    {RootCAs: certPool(t, data), ServerName: "node1"},
-		"below tls 1.3": {RootCAs: certPool(t, data), ServerName: "cluster1.example", MaxVersion: tls.VersionTLS12},
+		"system roots": {ServerName: "cluster1.example"},
+		"other cert":   {RootCAs: certPool(t, other), ServerName: "cluster1.example"},
+		"wrong name":   {RootCAs: certPool(t, data), ServerName: "node1"},
+		"below tls 1.3": {RootCAs: certPool(t, data),
+			ServerName: "cluster1.example", MaxVersion: tls.VersionTLS12},
 	} {
 		if _, err := dialRead(addr, conf); err == nil {
 			t.Errorf("%s: handshake succeeded, want refusal", name)
