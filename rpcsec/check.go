@@ -60,6 +60,9 @@ func claimed(cert *x509.Certificate) string {
 // verifyChain verifies leaf against roots at now. On failure it
 // verifies again at a time inside the leaf's validity to tell a
 // certificate that is merely out of date from one the CA never signed.
+// An out-of-date certificate is reported with the error at now, which
+// names the dates that matter; the retry's would name the CA's when
+// the leaf is dated outside the CA's own validity.
 func verifyChain(leaf *x509.Certificate, roots *x509.CertPool,
 	now time.Time) (Reason, error) {
 	opts := x509.VerifyOptions{
@@ -80,7 +83,7 @@ func verifyChain(leaf *x509.Certificate, roots *x509.CertPool,
 	case !errors.As(err2, &inv):
 		return ReasonWrongCA, err2
 	case inv.Reason == x509.Expired:
-		return ReasonExpired, err2
+		return ReasonExpired, err
 	case inv.Reason == x509.IncompatibleUsage:
 		return ReasonWrongUsage, err2
 	}

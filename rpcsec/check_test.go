@@ -112,3 +112,28 @@ func TestAdmission_SetCopiesMap(t *testing.T) {
 			"want refused")
 	}
 }
+
+// A certificate dated before its CA existed and expired since is
+// refused as expired, with the error about the certificate at the
+// time of the check, not about the CA at some other time.
+func TestAdmission_CheckExpiredBeforeCA(t *testing.T) {
+	ca := newTestCA(t, t0, 365*day)
+	mc := newTestNode(t, ca, "mc", uuidA, net.IPv4(127, 0, 0, 1), t0)
+	backdated, _ := caSignedAt(t, ca, mc.client.URIs,
+		t0.Add(-10*day), t0.Add(-9*day))
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	adm := NewAdmission(nil)
+	adm.Set(map[string]string{uuidA: Digest(mc.client.Raw)})
+
+	err := adm.Check([]*x509.Certificate{backdated}, roots, t0)
+	var re *RefusedError
+	if !errors.As(err, &re) || re.Reason != ReasonExpired {
+		t.Fatalf("got %v, want %q", err, ReasonExpired)
+	}
+	var inv x509.CertificateInvalidError
+	if !errors.As(err, &inv) || !inv.Cert.Equal(backdated) {
+		t.Errorf("got %v, want the invalid-date error of the "+
+			"certificate itself", err)
+	}
+}

@@ -161,6 +161,39 @@ func caSigned(t testing.TB, ca *CA, uris []*url.URL,
 	return c, append(encodeCert(der), keyPEM...)
 }
 
+// caSignedAt issues a client certificate from ca for a fresh key with
+// the given URIs, valid from notBefore to notAfter, bypassing
+// SignClient's dating.
+func caSignedAt(t testing.TB, ca *CA, uris []*url.URL, notBefore,
+	notAfter time.Time) (*x509.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "backdated"},
+		URIs:         uris,
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert,
+		key.Public(), ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	keyPEM, _ := encodeKey(key)
+	return c, append(encodeCert(der), keyPEM...)
+}
+
 // x509Opts verifies client certificates against id's roots at now.
 func x509Opts(id *Identity, now time.Time) x509.VerifyOptions {
 	return x509.VerifyOptions{
