@@ -1,0 +1,418 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// verifyFinding and verifyResult are the JSON of `cluster verify`.
+type verifyFinding struct {
+	Code    string `json:"code"`
+	Node    string `json:"node"`
+	Message string `json:"message"`
+}
+
+type verifyResult struct {
+	Errors   []verifyFinding `json:"errors"`
+	Warnings []verifyFinding `json:"warnings"`
+}
+
+// codes renders every finding as "CODE node", sorted.
+func (r verifyResult) codes() []string {
+	var out []string
+	for _, f := range append(slices.Clone(r.Errors), r.Warnings...) {
+		out = append(out, f.Code+" "+f.Node)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// verifyRun is one `cluster verify --output json` run.
+type verifyRun struct {
+	res    verifyResult
+	stderr string
+	err    error
+	took   time.Duration
+}
+
+// runVerify runs `cluster verify --output json` on h and parses its
+// output strictly: exactly the documented fields.
+func (c *Cluster) runVerify(t testing.TB, h *Host) verifyRun {
+	t.Helper()
+	start := time.Now()
+	stdout, stderr, err := c.Run(h, "cluster", "verify", "--output", "json")
+	run := verifyRun{stderr: stderr, err: err, took: time.Since(start)}
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	dec.DisallowUnknownFields()
+	if derr := dec.Decode(&run.res); derr != nil ||
+		run.res.Errors == nil || run.res.Warnings == nil {
+		t.Fatalf("cluster verify on %s: output %q (%v), stderr %q, err %v\n%s",
+			h.Name, stdout, derr, stderr, err, h.LogTail(logTailLines))
+	}
+	return run
+}
+
+// verifyCase breaks one thing, says which findings must follow (and no
+// other), and restores the cluster.
+type verifyCase struct {
+	name string
+	// on picks the host to run verify on; nil means the master.
+	on     func() *Host
+	break_ func(t *testing.T) (restore func())
+	want   []string
+	// settle says that the restore restarts something, so the case
+	// waits for a clean verify before the next one; file restores
+	// take effect at once.
+	settle bool
+}
+
+// runVerifyCase breaks, verifies and restores. A leader change re-reconciles every node and may repair the
+// damage before verify looks; then the case is tried once more.
+func (c *Cluster) runVerifyCase(t *testing.T, tc verifyCase) {
+	for attempt := 1; ; attempt++ {
+		leader := c.Leader()
+		on := leader
+		if tc.on != nil {
+			on = tc.on()
+		}
+		restore := tc.break_(t)
+		run := c.runVerify(t, on)
+		restore()
+		got, want := run.res.codes(), slices.Sorted(slices.Values(tc.want))
+		moved := c.Leader() != leader
+		if !slices.Equal(got, want) && moved && attempt == 1 {
+			t.Logf("leadership moved during the case; trying again")
+			c.waitVerifyClean(t)
+			continue
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("findings: got %q, want %q\nfull: %+v", got, want,
+				run.res)
+		}
+		c.checkExit(t, run)
+		if tc.settle {
+			c.waitVerifyClean(t)
+		}
+		return
+	}
+}
+
+// checkExit checks that verify failed, with one line on stderr,
+// exactly when it found an error.
+func (c *Cluster) checkExit(t *testing.T, run verifyRun) {
+	t.Helper()
+	hasErr := len(run.res.Errors) > 0
+	if (run.err != nil) != hasErr {
+		t.Fatalf("exit: got err %v with %d errors, want failure exactly "+
+			"when there is an error", run.err, len(run.res.Errors))
+	}
+	lines := strings.Split(strings.TrimSuffix(run.stderr, "\n"), "\n")
+	if hasErr && (len(lines) != 1 ||
+		!strings.Contains(run.stderr, "cluster verify found")) {
+		t.Fatalf("stderr: got %q, want one line with the counts",
+			run.stderr)
+	}
+}
+
+// waitVerifyClean polls verify on the master until it reports neither
+// errors nor warnings.
+func (c *Cluster) waitVerifyClean(t testing.TB) {
+	t.Helper()
+	WaitFor(t, "a clean cluster verify", convergeWithin,
+		func() (bool, string) {
+			run := c.runVerify(t, c.Leader())
+			got := run.res.codes()
+			return len(got) == 0 && run.err == nil,
+				fmt.Sprintf("%q, err %v", got, run.err)
+		})
+}
+
+// uuids maps node names to UUIDs as the master lists them.
+func (c *Cluster) uuids(t testing.TB) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for _, n := range c.List(c.Leader()) {
+		m[n.Name] = n.UUID
+	}
+	return m
+}
+
+// keep saves the file at p and returns a function that writes it back
+// with its mode.
+func keep(t testing.TB, p string) func() {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("saving %s: %v", p, err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := os.WriteFile(p, data, st.Mode().Perm()); err != nil {
+			t.Errorf("restoring %s: %v", p, err)
+		}
+		if err := os.Chmod(p, st.Mode().Perm()); err != nil {
+			t.Errorf("restoring mode of %s: %v", p, err)
+		}
+	}
+}
+
+// appendTo appends line to the file at p.
+func appendTo(t testing.TB, p, line string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatalf("opening %s: %v", p, err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(line); err != nil {
+		t.Fatalf("appending to %s: %v", p, err)
+	}
+}
+
+// selfSignedClientPEM makes a client certificate and key for uuid that
+// no CA signed, in client.pem's layout.
+func selfSignedClientPEM(t testing.TB, name, uuid string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1),
+		Subject:     pkix.Name{CommonName: name},
+		URIs:        []*url.URL{{Scheme: "urn", Opaque: "uuid:" + uuid}},
+		NotBefore:   time.Now().Add(-time.Hour),
+		NotAfter:    time.Now().Add(2 * 365 * 24 * time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl,
+		key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE",
+		Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY",
+		Bytes: kder})...)
+}
+
+// signalHost sends sig to h's daemon process group and its sshd.
+func signalHost(h *Host, sig syscall.Signal) {
+	syscall.Kill(-h.daemon.cmd.Process.Pid, sig)
+	h.sshd.cmd.Process.Signal(sig)
+}
+
+func TestVerify_BreakAndRestore(t *testing.T) {
+	// node1..node3 are candidates, node4 a master-capable regular node
+	// and node5 a regular node that may never be a candidate.
+	c := newCluster(t, 5, 4, Options{})
+	n1, n2, n3, n4, n5 := c.Hosts[0], c.Hosts[1], c.Hosts[2], c.Hosts[3],
+		c.Hosts[4]
+	c.Join(n1, n5, "--master-capable=false")
+	c.waitConverged(c.Hosts...)
+	ids := c.uuids(t)
+
+	t.Run("clean", func(t *testing.T) {
+		run := c.runVerify(t, c.Leader())
+		if got := run.res.codes(); len(got) != 0 || run.err != nil {
+			t.Fatalf("clean cluster: got %q, err %v, want nothing",
+				got, run.err)
+		}
+		out := c.MustRun(c.Leader(), "cluster", "verify")
+		if want := "cluster verify: no errors, no warnings\n"; out != want {
+			t.Fatalf("text output: got %q, want %q", out, want)
+		}
+	})
+
+	cases := []verifyCase{
+		{name: "normal node key in authorized_keys",
+			break_: func(t *testing.T) func() {
+				p := n2.path("root/.ssh/authorized_keys")
+				restore := keep(t, p)
+				pub, err := os.ReadFile(n4.path("root/.ssh/id_ed25519.pub"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				appendTo(t, p, string(pub))
+				return restore
+			}, want: []string{"AUTHKEYS_NORMAL_NODE_KEY node2"}},
+		{name: "stale line in ganeti_pub_keys",
+			break_: func(t *testing.T) func() {
+				p := n3.LibPath("ganeti_pub_keys")
+				restore := keep(t, p)
+				pub := readLib(t, n1, "ganeti_pub_keys")
+				_, key, _ := strings.Cut(strings.SplitN(pub, "\n", 2)[0], " ")
+				appendTo(t, p, "0badc0de-0000-4000-8000-000000000001 "+
+					key+"\n")
+				return restore
+			}, want: []string{"PUBKEYS_STALE_ENTRY node3"}},
+		{name: "client certificates swapped",
+			break_: func(t *testing.T) func() {
+				a, b := n3.LibPath("client.pem"), n4.LibPath("client.pem")
+				ra, rb := keep(t, a), keep(t, b)
+				da, db := readLib(t, n3, "client.pem"),
+					readLib(t, n4, "client.pem")
+				os.WriteFile(a, []byte(db), 0o600)
+				os.WriteFile(b, []byte(da), 0o600)
+				return func() { ra(); rb() }
+			}, want: []string{"CERT_DIGEST_MISMATCH node3",
+				"CERT_NOT_LOADED node3", "CERT_NOT_LOADED node4",
+				"CERT_WRONG_NODE node3", "CERT_WRONG_NODE node4"}},
+		{name: "self-signed client certificate",
+			break_: func(t *testing.T) func() {
+				p := n4.LibPath("client.pem")
+				restore := keep(t, p)
+				err := os.WriteFile(p, selfSignedClientPEM(t, "node4",
+					ids["node4"]), 0o600)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return restore
+			}, want: []string{"CERT_NOT_LOADED node4",
+				"CERT_SELF_SIGNED node4"}},
+		{name: "private key readable by all",
+			break_: func(t *testing.T) func() {
+				p := n5.path("root/.ssh/id_ed25519")
+				os.Chmod(p, 0o644)
+				return func() { os.Chmod(p, 0o600) }
+			}, want: []string{"FILE_MODE node5",
+				"SSH_OWN_KEY_MISSING node5"}},
+		{name: "CA key on a normal node",
+			break_: func(t *testing.T) func() {
+				p := n5.LibPath("ca-key.pem")
+				key := readLib(t, n1, "ca-key.pem")
+				if err := os.WriteFile(p, []byte(key), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return func() { os.Remove(p) }
+			}, want: []string{"FILE_CA_KEY_LEAK node5"}},
+		{name: "candidate key missing from authorized_keys",
+			break_: func(t *testing.T) func() {
+				p := n5.path("root/.ssh/authorized_keys")
+				restore := keep(t, p)
+				dropLines(t, p, "ganeti-node:"+ids["node2"])
+				return restore
+			}, want: []string{"SSH_LOGIN_FAILED node5"}},
+		{name: "host key changed",
+			break_: func(t *testing.T) func() {
+				p := n5.path("etc/ssh/ssh_host_ed25519_key")
+				rk, rp := keep(t, p), keep(t, p+".pub")
+				c.RegenerateHostKey(n5)
+				c.RestartSSHD(n5)
+				return func() { rk(); rp(); c.RestartSSHD(n5) }
+			}, want: []string{"SSH_HOST_KEY_MISMATCH node5"}, settle: true},
+		{name: "sshd reads another authorized_keys",
+			break_: func(t *testing.T) func() {
+				p := n4.path("etc/ssh/sshd_config")
+				restore := keep(t, p)
+				dropLines(t, p, "AuthorizedKeysFile ")
+				appendTo(t, p, "AuthorizedKeysFile .ssh/authorized_keys\n")
+				return restore
+			}, want: []string{"SSHD_AUTHKEYS_FILE node4"}},
+		{name: "daemon stopped",
+			break_: func(t *testing.T) func() {
+				c.Stop(n4)
+				return func() { c.Start(n4) }
+			}, want: []string{"NODE_RPC_UNREACHABLE node4"}, settle: true},
+		{name: "verify forwarded by a candidate",
+			on: func() *Host { return c.otherCandidate(n1, n2, n3) },
+			break_: func(t *testing.T) func() {
+				c.Stop(n5)
+				return func() { c.Start(n5) }
+			}, want: []string{"NODE_RPC_UNREACHABLE node5"}, settle: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { c.runVerifyCase(t, tc) })
+	}
+
+	t.Run("host down", func(t *testing.T) {
+		c.Kill(n5)
+		n5.sshd.cmd.Process.Kill()
+		n5.sshd.wait(stopTimeout)
+		run := c.runVerify(t, c.Leader())
+		c.startSSHD(n5)
+		c.Start(n5)
+		want := []string{"NODE_UNREACHABLE node5"}
+		if got := run.res.codes(); !slices.Equal(got, want) {
+			t.Fatalf("findings: got %q, want %q", got, want)
+		}
+		c.waitVerifyClean(t)
+	})
+
+	t.Run("host frozen", func(t *testing.T) {
+		signalHost(n4, syscall.SIGSTOP)
+		run := c.runVerify(t, c.Leader())
+		signalHost(n4, syscall.SIGCONT)
+		want := []string{"NODE_UNREACHABLE node4"}
+		if got := run.res.codes(); !slices.Equal(got, want) {
+			t.Fatalf("findings: got %q, want %q", got, want)
+		}
+		if run.took > 30*time.Second {
+			t.Fatalf("verify with a frozen host took %v, want < 30s",
+				run.took)
+		}
+		c.waitVerifyClean(t)
+	})
+
+	t.Run("clean again", func(t *testing.T) { c.waitVerifyClean(t) })
+
+	t.Run("refused on a normal node", func(t *testing.T) {
+		_, stderr, err := c.Run(n4, "cluster", "verify")
+		if err == nil || !strings.Contains(stderr, "not a master candidate") {
+			t.Fatalf("verify on node4: got err %v, stderr %q; want a "+
+				"refusal", err, stderr)
+		}
+	})
+}
+
+// otherCandidate returns a candidate of mcs that is not the master.
+func (c *Cluster) otherCandidate(mcs ...*Host) *Host {
+	leader := c.Leader()
+	for _, h := range mcs {
+		if h != leader {
+			return h
+		}
+	}
+	c.t.Fatalf("no candidate other than the master %s", leader.Name)
+	return nil
+}
+
+// dropLines removes every line of the file at p that contains sub.
+func dropLines(t testing.TB, p, sub string) {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if !strings.Contains(line, sub) {
+			out.WriteString(line)
+		}
+	}
+	if out.Len() == len(data) {
+		t.Fatalf("no line of %s contains %q", p, sub)
+	}
+	if err := os.WriteFile(p, out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
