@@ -44,9 +44,9 @@ const (
 // see an error long before it, not a hang.
 const probeTimeout = 20 * time.Second
 
-// cred is what a client presents: a certificate with the key it signs
-// with (nil for none), and how it speaks.
-type cred struct {
+// tlsCred is what a client presents: a certificate with the key it
+// signs with (nil for none), and how it speaks.
+type tlsCred struct {
 	cert *tls.Certificate
 	// maxVersion caps the client's TLS version; zero means TLS 1.3.
 	maxVersion uint16
@@ -54,9 +54,9 @@ type cred struct {
 	plain bool
 }
 
-// hostCert loads h's client.pem (certificate, then key) as a client
-// certificate with its parsed leaf.
-func hostCert(t testing.TB, h *Host) tls.Certificate {
+// hostClientCert loads h's client.pem (certificate, then key) as a
+// client certificate with its parsed leaf.
+func hostClientCert(t testing.TB, h *Host) tls.Certificate {
 	t.Helper()
 	data := readLib(t, h, "client.pem")
 	kp, err := tls.X509KeyPair([]byte(data), []byte(data))
@@ -66,8 +66,8 @@ func hostCert(t testing.TB, h *Host) tls.Certificate {
 	return kp
 }
 
-// caPool returns the cluster CA certificates h trusts.
-func caPool(t testing.TB, h *Host) *x509.CertPool {
+// hostCAPool returns the cluster CA certificates h trusts.
+func hostCAPool(t testing.TB, h *Host) *x509.CertPool {
 	t.Helper()
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(readLib(t, h, "ca.pem"))) {
@@ -76,10 +76,10 @@ func caPool(t testing.TB, h *Host) *x509.CertPool {
 	return pool
 }
 
-// clientConfig is a TLS client config for the daemon port of the host
-// at ip that verifies the server against roots and asks for alpn.
-func clientConfig(ip string, roots *x509.CertPool, alpn string,
-	cr cred) *tls.Config {
+// daemonClientConfig is a TLS client config for the daemon port of the
+// host at ip that verifies the server against roots and asks for alpn.
+func daemonClientConfig(ip string, roots *x509.CertPool, alpn string,
+	cr tlsCred) *tls.Config {
 	cfg := &tls.Config{
 		RootCAs:    roots,
 		ServerName: ip,
@@ -93,12 +93,12 @@ func clientConfig(ip string, roots *x509.CertPool, alpn string,
 	return cfg
 }
 
-// dialFrom opens a TCP connection to to's daemon port from the loopback
-// address of from, so that logs show which host attacked.
-func dialFrom(from, to *Host) (*net.TCPConn, error) {
+// dialDaemonFrom opens a TCP connection to to's daemon port from the
+// loopback address of from, so that logs show which host attacked.
+func dialDaemonFrom(from, to *Host) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: probeTimeout,
 		LocalAddr: &net.TCPAddr{IP: net.ParseIP(from.IP)}}
-	conn, err := d.Dial("tcp", daemonAddr(to))
+	conn, err := d.Dial("tcp", daemonPortAddr(to))
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func dialFrom(from, to *Host) (*net.TCPConn, error) {
 	return conn.(*net.TCPConn), nil
 }
 
-func daemonAddr(h *Host) string {
+func daemonPortAddr(h *Host) string {
 	return net.JoinHostPort(h.IP, strconv.Itoa(rpcPort))
 }
 
@@ -123,13 +123,13 @@ type rpcConn struct {
 // refuses a client certificate only after the client's handshake is
 // done, so a refusal mostly shows up on the first request.
 func openRPC(from, to *Host, roots *x509.CertPool,
-	cr cred) (*rpcConn, error) {
-	raw, err := dialFrom(from, to)
+	cr tlsCred) (*rpcConn, error) {
+	raw, err := dialDaemonFrom(from, to)
 	if err != nil {
 		return nil, err
 	}
 	c := &rpcConn{raw: raw,
-		tls: tls.Client(raw, clientConfig(to.IP, roots, alpnRPC, cr))}
+		tls: tls.Client(raw, daemonClientConfig(to.IP, roots, alpnRPC, cr))}
 	c.br = bufio.NewReader(c.tls)
 	if err := c.tls.Handshake(); err != nil {
 		raw.Close()
@@ -141,7 +141,7 @@ func openRPC(from, to *Host, roots *x509.CertPool,
 // ping sends GET /v1/ping on c and wants 200.
 func (c *rpcConn) ping(to *Host) error {
 	c.raw.SetDeadline(time.Now().Add(probeTimeout))
-	req, _ := http.NewRequest("GET", "https://"+daemonAddr(to)+
+	req, _ := http.NewRequest("GET", "https://"+daemonPortAddr(to)+
 		"/v1/ping", nil)
 	if err := req.Write(c.tls); err != nil {
 		return fmt.Errorf("writing request: %w", err)
@@ -160,25 +160,25 @@ func (c *rpcConn) ping(to *Host) error {
 
 func (c *rpcConn) Close() { c.raw.Close() }
 
-// attempt is one client's try: the local address it used, which the
+// tlsAttempt is one client's try: the local address it used, which the
 // server logs as the peer, and its error (nil: admitted).
-type attempt struct {
+type tlsAttempt struct {
 	peer string
 	err  error
 }
 
 // tryRPC makes one node RPC call (GET /v1/ping on a new connection)
 // from `from` to `to` as cr.
-func tryRPC(from, to *Host, roots *x509.CertPool, cr cred) attempt {
+func tryRPC(from, to *Host, roots *x509.CertPool, cr tlsCred) tlsAttempt {
 	if cr.plain {
 		return tryPlain(from, to)
 	}
 	c, err := openRPC(from, to, roots, cr)
 	if c == nil {
-		return attempt{err: err}
+		return tlsAttempt{err: err}
 	}
 	defer c.Close()
-	a := attempt{peer: c.raw.LocalAddr().String(), err: err}
+	a := tlsAttempt{peer: c.raw.LocalAddr().String(), err: err}
 	if err == nil {
 		a.err = c.ping(to)
 	}
@@ -187,18 +187,18 @@ func tryRPC(from, to *Host, roots *x509.CertPool, cr cred) attempt {
 
 // tryPlain sends a node RPC request without TLS; the server must answer
 // nothing.
-func tryPlain(from, to *Host) attempt {
-	raw, err := dialFrom(from, to)
+func tryPlain(from, to *Host) tlsAttempt {
+	raw, err := dialDaemonFrom(from, to)
 	if err != nil {
-		return attempt{err: err}
+		return tlsAttempt{err: err}
 	}
 	defer raw.Close()
-	a := attempt{peer: raw.LocalAddr().String()}
+	a := tlsAttempt{peer: raw.LocalAddr().String()}
 	io.WriteString(raw, "GET /v1/ping HTTP/1.1\r\nHost: "+to.IP+
 		"\r\n\r\n")
 	got, err := io.ReadAll(raw)
 	switch {
-	case isTimeout(err):
+	case isNetTimeout(err):
 		a.err = nil // an open connection that waits: not refused
 	case strings.Contains(string(got), "HTTP/"):
 		a.err = nil
@@ -208,7 +208,7 @@ func tryPlain(from, to *Host) attempt {
 	return a
 }
 
-func isTimeout(err error) bool {
+func isNetTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
@@ -279,11 +279,11 @@ func (s *raftStream) Addr() net.Addr {
 // address, presenting cr and trusting roots. It is closed when the
 // test ends.
 func newRaftClient(t testing.TB, from *Host, roots *x509.CertPool,
-	cr cred) *raftClient {
+	cr tlsCred) *raftClient {
 	t.Helper()
 	s := &raftStream{from: from, done: make(chan struct{}),
 		cfg: func(host string) *tls.Config {
-			return clientConfig(host, roots, alpnRaft, cr)
+			return daemonClientConfig(host, roots, alpnRaft, cr)
 		}}
 	trans := raft.NewNetworkTransport(s, 1, probeTimeout, io.Discard)
 	t.Cleanup(func() { trans.Close() })
@@ -300,21 +300,21 @@ func (r *raftClient) appendEntries(to *Host) (uint64, error) {
 	}
 	var resp raft.AppendEntriesResponse
 	err := r.trans.AppendEntries(raft.ServerID(to.Name),
-		raft.ServerAddress(daemonAddr(to)), req, &resp)
+		raft.ServerAddress(daemonPortAddr(to)), req, &resp)
 	return resp.Term, err
 }
 
 // tryRaft sends one Raft message from `from` to `to` as cr on a new
 // connection.
 func tryRaft(t testing.TB, from, to *Host, roots *x509.CertPool,
-	cr cred) attempt {
+	cr tlsCred) tlsAttempt {
 	t.Helper()
 	if cr.plain {
 		return tryPlain(from, to)
 	}
 	rc := newRaftClient(t, from, roots, cr)
 	term, err := rc.appendEntries(to)
-	a := attempt{err: err}
+	a := tlsAttempt{err: err}
 	if raw := rc.s.last(); raw != nil {
 		a.peer = raw.LocalAddr().String()
 	}
@@ -326,12 +326,12 @@ func tryRaft(t testing.TB, from, to *Host, roots *x509.CertPool,
 
 // wantRefused fails the test unless a was refused actively: an error,
 // and not a timeout.
-func wantRefused(t testing.TB, what string, a attempt) {
+func wantRefused(t testing.TB, what string, a tlsAttempt) {
 	t.Helper()
 	switch {
 	case a.err == nil:
 		t.Errorf("%s: admitted, want refused", what)
-	case isTimeout(a.err):
+	case isNetTimeout(a.err):
 		t.Errorf("%s: timed out (%v), want an active refusal",
 			what, a.err)
 	case a.peer == "":
@@ -370,8 +370,8 @@ func peerClosed(conn *net.TCPConn) (bool, string) {
 
 // forged certificates.
 
-// newKey makes an ECDSA P-256 key, the type the product uses.
-func newKey(t testing.TB) *ecdsa.PrivateKey {
+// newP256Key makes an ECDSA P-256 key, the type the product uses.
+func newP256Key(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -380,7 +380,7 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 	return key
 }
 
-func randomSerial(t testing.TB) *big.Int {
+func randomCertSerial(t testing.TB) *big.Int {
 	t.Helper()
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
@@ -399,7 +399,7 @@ func clientTemplate(t testing.TB, name, uuid string, notBefore,
 		t.Fatal(err)
 	}
 	return &x509.Certificate{
-		SerialNumber: randomSerial(t),
+		SerialNumber: randomCertSerial(t),
 		Subject:      pkix.Name{CommonName: name},
 		URIs:         []*url.URL{u},
 		NotBefore:    notBefore,
@@ -409,12 +409,13 @@ func clientTemplate(t testing.TB, name, uuid string, notBefore,
 	}
 }
 
-// issue signs tmpl for a fresh key with parent's key (tmpl itself when
-// parent is nil: self-signed) and returns it as a client certificate.
-func issue(t testing.TB, tmpl, parent *x509.Certificate,
+// issueCert signs tmpl for a fresh key with parent's key (tmpl itself
+// when parent is nil: self-signed) and returns it as a client
+// certificate.
+func issueCert(t testing.TB, tmpl, parent *x509.Certificate,
 	parentKey crypto.Signer) tls.Certificate {
 	t.Helper()
-	key := newKey(t)
+	key := newP256Key(t)
 	if parent == nil {
 		parent, parentKey = tmpl, key
 	}
@@ -438,15 +439,15 @@ func selfSignedCopy(t testing.TB, victim *x509.Certificate) tls.Certificate {
 	tmpl := clientTemplate(t, "", "", victim.NotBefore, victim.NotAfter)
 	tmpl.Subject, tmpl.URIs = victim.Subject, victim.URIs
 	tmpl.SerialNumber = victim.SerialNumber
-	return issue(t, tmpl, nil, nil)
+	return issueCert(t, tmpl, nil, nil)
 }
 
-// otherCA returns a fresh CA, unrelated to the cluster, and its key.
-func otherCA(t testing.TB) (*x509.Certificate, crypto.Signer) {
+// foreignCA returns a fresh CA, unrelated to the cluster, and its key.
+func foreignCA(t testing.TB) (*x509.Certificate, crypto.Signer) {
 	t.Helper()
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(t),
+		SerialNumber:          randomCertSerial(t),
 		Subject:               pkix.Name{CommonName: "ganeti-node CA " + clusterName},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
@@ -454,13 +455,14 @@ func otherCA(t testing.TB) (*x509.Certificate, crypto.Signer) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	kp := issue(t, tmpl, nil, nil)
+	kp := issueCert(t, tmpl, nil, nil)
 	return kp.Leaf, kp.PrivateKey.(crypto.Signer)
 }
 
-// clusterCA reads the cluster CA and its private key from a master
-// candidate, as an attacker who took over one would.
-func clusterCA(t testing.TB, mc *Host) (*x509.Certificate, crypto.Signer) {
+// stolenClusterCA reads the cluster CA and its private key from a
+// master candidate, as an attacker who took over one would.
+func stolenClusterCA(t testing.TB,
+	mc *Host) (*x509.Certificate, crypto.Signer) {
 	t.Helper()
 	cert, _ := pem.Decode([]byte(readLib(t, mc, "ca.pem")))
 	keyBlock, _ := pem.Decode([]byte(readLib(t, mc, "ca-key.pem")))
@@ -478,23 +480,23 @@ func clusterCA(t testing.TB, mc *Host) (*x509.Certificate, crypto.Signer) {
 	return ca, key.(crypto.Signer)
 }
 
-// logLines returns the lines of h's daemon log that hold every one of
-// subs.
-func logLines(h *Host, subs ...string) []string {
+// daemonLogLines returns the lines of h's daemon log that hold every
+// one of subs.
+func daemonLogLines(h *Host, subs ...string) []string {
 	data, err := os.ReadFile(h.path("daemon.log"))
 	if err != nil {
 		return nil
 	}
 	var out []string
 	for line := range strings.Lines(string(data)) {
-		if containsAll(line, subs) {
+		if lineHasAll(line, subs) {
 			out = append(out, strings.TrimSpace(line))
 		}
 	}
 	return out
 }
 
-func containsAll(s string, subs []string) bool {
+func lineHasAll(s string, subs []string) bool {
 	for _, sub := range subs {
 		if !strings.Contains(s, sub) {
 			return false
@@ -517,16 +519,16 @@ func slogValue(s string) string {
 	return s
 }
 
-// waitLogged polls h's daemon log, boundedly, until more than `before`
-// lines hold every one of subs, and returns the last. Refusals by TLS
-// itself are logged just after the client sees them.
-func waitLogged(t testing.TB, h *Host, what string, before int,
+// waitDaemonLog polls h's daemon log, boundedly, until more than
+// `before` lines hold every one of subs, and returns the last. Refusals
+// by TLS itself are logged just after the client sees them.
+func waitDaemonLog(t testing.TB, h *Host, what string, before int,
 	subs ...string) string {
 	t.Helper()
 	var lines []string
 	WaitFor(t, what+" in the daemon log of "+h.Name, convergeWithin,
 		func() (bool, string) {
-			lines = logLines(h, subs...)
+			lines = daemonLogLines(h, subs...)
 			return len(lines) > before, fmt.Sprintf(
 				"%d lines with %q", len(lines), subs)
 		})
@@ -541,7 +543,7 @@ func curlPing(from, to *Host, extra ...string) (int, string) {
 	args := append([]string{"--silent", "--show-error", "--no-alpn",
 		"--max-time", "15", "--interface", from.IP,
 		"--cacert", to.LibPath("ca.pem")}, extra...)
-	args = append(args, "https://"+daemonAddr(to)+"/v1/ping")
+	args = append(args, "https://"+daemonPortAddr(to)+"/v1/ping")
 	cmd := exec.CommandContext(ctx, "curl", args...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError

@@ -49,7 +49,7 @@ func newTLSCluster(t *testing.T) *tlsCluster {
 	for _, n := range nodes {
 		tc.uuid[n.Name] = n.UUID
 	}
-	tc.roots = caPool(t, tc.n1)
+	tc.roots = hostCAPool(t, tc.n1)
 	if m := c.Leader(); m != tc.n1 {
 		t.Fatalf("master: got %s, want node1", m.Name)
 	}
@@ -80,8 +80,8 @@ func TestTLS_NodeSecurity(t *testing.T) {
 // candidate are admitted for the node RPC and for Raft.
 func (tc *tlsCluster) testCandidateAdmitted(t *testing.T) {
 	for _, mc := range []*Host{tc.n1, tc.n2} {
-		cert := hostCert(t, mc)
-		cr := cred{cert: &cert}
+		cert := hostClientCert(t, mc)
+		cr := tlsCred{cert: &cert}
 		for _, to := range []*Host{tc.n4, tc.n3} {
 			if mc == to {
 				continue
@@ -96,11 +96,11 @@ func (tc *tlsCluster) testCandidateAdmitted(t *testing.T) {
 	}
 }
 
-// refusal is one client the daemon port must refuse, and the node and
-// reason its log line must give.
-type refusal struct {
+// tlsRefusal is one client the daemon port must refuse, and the node
+// and reason its log line must give.
+type tlsRefusal struct {
 	name   string
-	cred   cred
+	cred   tlsCred
 	node   string
 	reason string
 	// errHas is part of the logged error, if any.
@@ -109,39 +109,39 @@ type refusal struct {
 
 // refusals are the clients a daemon port must refuse before any
 // demotion: forged, foreign, expired, normal, stolen, plain and old.
-func (tc *tlsCluster) refusals(t *testing.T) []refusal {
+func (tc *tlsCluster) refusals(t *testing.T) []tlsRefusal {
 	t.Helper()
 	now := time.Now()
-	victim := hostCert(t, tc.n2)
+	victim := hostClientCert(t, tc.n2)
 	u2, u4 := tc.uuid["node2"], tc.uuid["node4"]
 
 	forged := selfSignedCopy(t, victim.Leaf)
-	ca, caKey := otherCA(t)
-	foreign := issue(t, clientTemplate(t, "node2", u2, now.Add(-time.Hour),
+	ca, caKey := foreignCA(t)
+	foreign := issueCert(t, clientTemplate(t, "node2", u2, now.Add(-time.Hour),
 		now.Add(time.Hour)), ca, caKey)
-	clusterCert, clusterKey := clusterCA(t, tc.n1)
-	expired := issue(t, clientTemplate(t, "node2", u2,
+	clusterCert, clusterKey := stolenClusterCA(t, tc.n1)
+	expired := issueCert(t, clientTemplate(t, "node2", u2,
 		now.Add(-72*time.Hour), now.Add(-24*time.Hour)),
 		clusterCert, clusterKey)
 	tc.checkNotInMap(t, expired.Leaf)
-	normal := hostCert(t, tc.n4)
+	normal := hostClientCert(t, tc.n4)
 	stolen := tls.Certificate{Certificate: victim.Certificate,
 		PrivateKey: normal.PrivateKey}
 
-	return []refusal{
-		{"no certificate", cred{}, "", reasonNoCert, ""},
-		{"self-signed copy of node2", cred{cert: &forged}, u2,
+	return []tlsRefusal{
+		{"no certificate", tlsCred{}, "", reasonNoCert, ""},
+		{"self-signed copy of node2", tlsCred{cert: &forged}, u2,
 			reasonWrongCA, "unknown authority"},
-		{"other CA", cred{cert: &foreign}, u2, reasonWrongCA,
+		{"other CA", tlsCred{cert: &foreign}, u2, reasonWrongCA,
 			"unknown authority"},
-		{"normal node4", cred{cert: &normal}, u4, reasonUnknown, ""},
-		{"expired for node2", cred{cert: &expired}, u2, reasonExpired,
+		{"normal node4", tlsCred{cert: &normal}, u4, reasonUnknown, ""},
+		{"expired for node2", tlsCred{cert: &expired}, u2, reasonExpired,
 			"expired"},
-		{"node2's certificate without its key", cred{cert: &stolen}, u2,
+		{"node2's certificate without its key", tlsCred{cert: &stolen}, u2,
 			reasonHandshake, "invalid signature"},
-		{"TLS 1.2", cred{cert: &victim, maxVersion: tls.VersionTLS12},
+		{"TLS 1.2", tlsCred{cert: &victim, maxVersion: tls.VersionTLS12},
 			"", reasonHandshake, "unsupported versions"},
-		{"plain text", cred{plain: true}, "", reasonHandshake,
+		{"plain text", tlsCred{plain: true}, "", reasonHandshake,
 			"does not look like a TLS handshake"},
 	}
 }
@@ -173,14 +173,14 @@ func (tc *tlsCluster) testRefused(t *testing.T) {
 	}
 }
 
-func (tc *tlsCluster) checkRefused(t *testing.T, r refusal,
+func (tc *tlsCluster) checkRefused(t *testing.T, r tlsRefusal,
 	from, to *Host) {
 	t.Helper()
-	try := map[string]func() attempt{
-		"rpc": func() attempt {
+	try := map[string]func() tlsAttempt{
+		"rpc": func() tlsAttempt {
 			return tryRPC(from, to, tc.roots, r.cred)
 		},
-		"raft": func() attempt {
+		"raft": func() tlsAttempt {
 			return tryRaft(t, from, to, tc.roots, r.cred)
 		},
 	}
@@ -195,7 +195,7 @@ func (tc *tlsCluster) checkRefused(t *testing.T, r refusal,
 			continue
 		}
 		fields := refusalFields(a.peer, r.node, r.reason)
-		line := waitLogged(t, to, what+" refusal", 0,
+		line := waitDaemonLog(t, to, what+" refusal", 0,
 			append(fields, r.errHas)...)
 		t.Logf("%s: client: %v\n\tlog: %s", what, a.err, line)
 	}
@@ -222,13 +222,13 @@ func (tc *tlsCluster) testCurlRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			subs := []string{`msg="refusing connection"`,
 				" peer=" + from.IP + ":", " reason=" + slogValue(tt.reason)}
-			before := len(logLines(to, subs...))
+			before := len(daemonLogLines(to, subs...))
 			code, out := curlPing(from, to, tt.args...)
 			if code == 0 || strings.Contains(out, `"ok"`) {
 				t.Errorf("curl: exit %d, output %q; want refused",
 					code, out)
 			}
-			line := waitLogged(t, to, "curl refusal", before, subs...)
+			line := waitDaemonLog(t, to, "curl refusal", before, subs...)
 			t.Logf("curl exit %d: %s\n\tlog: %s", code,
 				strings.TrimSpace(out), line)
 		})
@@ -269,9 +269,9 @@ func (tc *tlsCluster) checkDials(t *testing.T, when string) {
 	}
 }
 
-// prober keeps trying a node RPC call as cred while `demote` runs, and
-// records when the last admitted call started.
-type prober struct {
+// revocationProber keeps trying a node RPC call as cr while `demote`
+// runs, and records when the last admitted call started.
+type revocationProber struct {
 	stop, done chan struct{}
 
 	mu           sync.Mutex
@@ -281,8 +281,9 @@ type prober struct {
 	firstRefused time.Time
 }
 
-func startProber(from, to *Host, roots *x509.CertPool, cr cred) *prober {
-	p := &prober{stop: make(chan struct{}), done: make(chan struct{})}
+func startRevocationProber(from, to *Host, roots *x509.CertPool,
+	cr tlsCred) *revocationProber {
+	p := &revocationProber{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		for {
@@ -300,7 +301,7 @@ func startProber(from, to *Host, roots *x509.CertPool, cr cred) *prober {
 	return p
 }
 
-func (p *prober) record(start time.Time, admitted bool) {
+func (p *revocationProber) record(start time.Time, admitted bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if admitted {
@@ -314,7 +315,7 @@ func (p *prober) record(start time.Time, admitted bool) {
 	}
 }
 
-func (p *prober) finish() {
+func (p *revocationProber) finish() {
 	close(p.stop)
 	<-p.done
 }
@@ -325,8 +326,8 @@ func (p *prober) finish() {
 // normal node, for the node RPC and for Raft.
 func (tc *tlsCluster) checkDemoteRevokesAtOnce(t *testing.T) {
 	t.Helper()
-	n3cert := hostCert(t, tc.n3)
-	cr := cred{cert: &n3cert}
+	n3cert := hostClientCert(t, tc.n3)
+	cr := tlsCred{cert: &n3cert}
 	u3 := tc.uuid["node3"]
 
 	// Admitted connections opened before, then left idle.
@@ -348,7 +349,7 @@ func (tc *tlsCluster) checkDemoteRevokesAtOnce(t *testing.T) {
 	}
 	raftSock := rc.s.last()
 
-	p := startProber(tc.n3, tc.n4, tc.roots, cr)
+	p := startRevocationProber(tc.n3, tc.n4, tc.roots, cr)
 	began := time.Now()
 	out := tc.MustRun(tc.n1, "demote", "--auto-promote", "node3")
 	returned := time.Now()
@@ -368,7 +369,7 @@ func (tc *tlsCluster) checkDemoteRevokesAtOnce(t *testing.T) {
 	for _, to := range []*Host{tc.n4, tc.n1} {
 		a := tryRPC(tc.n3, to, tc.roots, cr)
 		wantRefused(t, "rpc node3 -> "+to.Name+" after demote", a)
-		waitLogged(t, to, "refusal of demoted node3", 0,
+		waitDaemonLog(t, to, "refusal of demoted node3", 0,
 			refusalFields(a.peer, u3, reasonUnknown)...)
 	}
 	p.finish()
@@ -381,7 +382,7 @@ func (tc *tlsCluster) checkDemoteRevokesAtOnce(t *testing.T) {
 				"demote: answered, want failure", to.Name)
 		}
 		peer := c.raw.LocalAddr().String()
-		waitLogged(t, to, "revocation of node3's connection", 0,
+		waitDaemonLog(t, to, "revocation of node3's connection", 0,
 			`msg="closing revoked connection"`, " peer="+peer+" ",
 			" node="+u3, " reason="+slogValue(reasonUnknown))
 	}
@@ -394,7 +395,7 @@ func (tc *tlsCluster) checkDemoteRevokesAtOnce(t *testing.T) {
 // reportWindow logs how long node3 could still connect after demote
 // returned (the target is none) and fails if any call that started
 // after the return was admitted.
-func (tc *tlsCluster) reportWindow(t *testing.T, p *prober, began,
+func (tc *tlsCluster) reportWindow(t *testing.T, p *revocationProber, began,
 	returned time.Time, out string) {
 	t.Helper()
 	p.mu.Lock()
@@ -428,13 +429,13 @@ func (tc *tlsCluster) checkRaftAfterDemote(t *testing.T) {
 	if got := roles(nodes); got != want {
 		t.Fatalf("roles after demote: got %q, want %q", got, want)
 	}
-	n3cert := hostCert(t, tc.n3)
-	cr := cred{cert: &n3cert}
+	n3cert := hostClientCert(t, tc.n3)
+	cr := tlsCred{cert: &n3cert}
 	for _, to := range []*Host{tc.n1, tc.n2, tc.n4, tc.n5} {
 		a := tryRaft(t, tc.n3, to, tc.roots, cr)
 		wantRefused(t, "raft node3 -> "+to.Name+" after demote", a)
 		if a.peer != "" {
-			waitLogged(t, to, "raft refusal of demoted node3", 0,
+			waitDaemonLog(t, to, "raft refusal of demoted node3", 0,
 				refusalFields(a.peer, tc.uuid["node3"], reasonUnknown)...)
 		}
 	}
@@ -457,8 +458,8 @@ func (tc *tlsCluster) checkNoDialsFromNormalNode(t *testing.T) {
 		t.Fatalf("roles after failover and promote: got %q, want %q",
 			got, want)
 	}
-	n3cert := hostCert(t, tc.n3)
-	cr := cred{cert: &n3cert}
+	n3cert := hostClientCert(t, tc.n3)
+	cr := tlsCred{cert: &n3cert}
 	if a := tryRPC(tc.n3, tc.n4, tc.roots, cr); a.err != nil {
 		t.Errorf("rpc node3 -> node4 after promote: %v", a.err)
 	}
