@@ -2,6 +2,8 @@ package verify
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -314,5 +316,18 @@ func TestCodes_DocumentedOnceWithFixText(t *testing.T) {
 	}
 	if got := SeverityOf("NO_SUCH_CODE"); got != Error {
 		t.Errorf("SeverityOf unknown code: got %v, want error", got)
+	}
+}
+
+func TestCodes_InReadmeTable(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Skipf("no README: %v", err)
+	}
+	for _, c := range Codes {
+		row := fmt.Sprintf("| `%s` | %s |", c.Code, c.Severity)
+		if !strings.Contains(string(data), row) {
+			t.Errorf("README: no row starting %q", row)
+		}
 	}
 }
