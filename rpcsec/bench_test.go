@@ -119,6 +119,7 @@ func BenchmarkHandshake(b *testing.B) {
 		{"server=plain", s.plain},
 	} {
 		b.Run(srv.name, func(b *testing.B) {
+			b.ReportAllocs()
 			start := cpuTime(b)
 			for b.Loop() {
 				handshake(b, srv.addr, s.client)
