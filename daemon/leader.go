@@ -221,6 +221,8 @@ func (d *Daemon) dispatch(ctx context.Context, req OpRequest) (*OpResult, error)
 			return nil, err
 		}
 		return d.nodeOp(ctx, req.Op, a)
+	case OpRenewCrypto:
+		return d.renewCrypto(ctx, req.Args)
 	}
 	if req.Op == OpClusterModify {
 		var a ClusterModifyArgs
