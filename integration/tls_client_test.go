@@ -52,6 +52,8 @@ type tlsCred struct {
 	maxVersion uint16
 	// plain sends HTTP without TLS.
 	plain bool
+	// sessions, if not nil, keeps session tickets for resumption.
+	sessions tls.ClientSessionCache
 }
 
 // hostClientCert loads h's client.pem (certificate, then key) as a
@@ -86,6 +88,8 @@ func daemonClientConfig(ip string, roots *x509.CertPool, alpn string,
 		MinVersion: tls.VersionTLS12,
 		MaxVersion: cr.maxVersion,
 		NextProtos: []string{alpn},
+		// Nil disables resumption.
+		ClientSessionCache: cr.sessions,
 	}
 	if cr.cert != nil {
 		cfg.Certificates = []tls.Certificate{*cr.cert}

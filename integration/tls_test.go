@@ -348,6 +348,7 @@ func (tc *tlsCluster) checkDemoteRevokesAtOnce(t *testing.T) {
 		t.Fatalf("raft node3 -> node4 before demote: %v", err)
 	}
 	raftSock := rc.s.last()
+	resumable := tc.ticketFor(t, cr)
 
 	p := startRevocationProber(tc.n3, tc.n4, tc.roots, cr)
 	began := time.Now()
@@ -374,6 +375,7 @@ func (tc *tlsCluster) checkDemoteRevokesAtOnce(t *testing.T) {
 	}
 	p.finish()
 	tc.reportWindow(t, p, began, returned, out)
+	tc.checkResumptionRefused(t, resumable)
 
 	// The next message on the old connections fails.
 	for to, c := range idle {
@@ -390,6 +392,38 @@ func (tc *tlsCluster) checkDemoteRevokesAtOnce(t *testing.T) {
 		t.Errorf("raft message on node3's old connection to node4 " +
 			"after demote: answered, want failure")
 	}
+}
+
+// ticketFor makes an admitted node RPC call from node3 to node4 as cr
+// and returns cr with a session cache that now holds node4's ticket.
+func (tc *tlsCluster) ticketFor(t *testing.T, cr tlsCred) tlsCred {
+	t.Helper()
+	cr.sessions = tls.NewLRUClientSessionCache(4)
+	// The first read of the response also takes in the ticket.
+	if a := tryRPC(tc.n3, tc.n4, tc.roots, cr); a.err != nil {
+		t.Fatalf("rpc node3 -> node4 before demote: %v", a.err)
+	}
+	return cr
+}
+
+// checkResumptionRefused resumes node3's session with node4 from
+// before the demotion: the resumed handshake is checked too.
+func (tc *tlsCluster) checkResumptionRefused(t *testing.T, cr tlsCred) {
+	t.Helper()
+	c, err := openRPC(tc.n3, tc.n4, tc.roots, cr)
+	if err != nil {
+		t.Fatalf("resuming node3's session with node4: %v", err)
+	}
+	defer c.Close()
+	if !c.tls.ConnectionState().DidResume {
+		t.Errorf("node3's session with node4 was not resumed; " +
+			"the resumption check proves nothing")
+	}
+	err = c.ping(tc.n4)
+	a := tlsAttempt{peer: c.raw.LocalAddr().String(), err: err}
+	wantRefused(t, "resumed rpc node3 -> node4 after demote", a)
+	waitDaemonLog(t, tc.n4, "refusal of node3's resumed session", 0,
+		refusalFields(a.peer, tc.uuid["node3"], reasonUnknown)...)
 }
 
 // reportWindow logs how long node3 could still connect after demote
