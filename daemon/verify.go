@@ -125,7 +125,8 @@ func (d *Daemon) handleRemoteVerify(w http.ResponseWriter, r *http.Request) {
 
 // admitVerifyCaller answers 403 unless the RPC caller is a candidate;
 // the handshake admitted it already, this makes the rule explicit.
-func (d *Daemon) admitVerifyCaller(w http.ResponseWriter, r *http.Request) bool {
+func (d *Daemon) admitVerifyCaller(w http.ResponseWriter,
+	r *http.Request) bool {
 	if err := d.checkCallerIsCandidate(r); err != nil {
 		d.log.Info("refused verify request", "peer", r.RemoteAddr,
 			"path", r.URL.Path, "reason", err)
@@ -164,7 +165,7 @@ func (d *Daemon) routeVerify(ctx context.Context) (*verify.Result, error) {
 	}
 	var res verify.Result
 	client := rpcsec.HTTPClient(id, verifyForwardTimeout)
-	if err := rpcPost(ctx, client, leaderAddr, "/v1/verify",
+	if err := verifyPost(ctx, client, leaderAddr, "/v1/verify",
 		struct{}{}, &res); err != nil {
 		return nil, fmt.Errorf("forwarding verify to the master at %s: %w",
 			leaderAddr, err)
@@ -239,9 +240,9 @@ func (d *Daemon) gatherFacts(ctx context.Context) (*verify.Facts, error) {
 	return f, nil
 }
 
-// eachNode runs fn for every node, verifyConcurrency at a time, and
+// verifyEach runs fn for every node, verifyConcurrency at a time, and
 // returns when all are done.
-func eachNode(nodes []*fsm.Node, fn func(n *fsm.Node)) {
+func verifyEach(nodes []*fsm.Node, fn func(n *fsm.Node)) {
 	sem := make(chan struct{}, verifyConcurrency)
 	var wg sync.WaitGroup
 	for _, n := range nodes {
@@ -254,33 +255,40 @@ func eachNode(nodes []*fsm.Node, fn func(n *fsm.Node)) {
 	wg.Wait()
 }
 
-// gatherSelf asks every node for its self-report; the master answers
-// its own without the network.
+// gatherSelf asks every node for its self-report.
 func (d *Daemon) gatherSelf(ctx context.Context, s *fsm.State,
 	nodes []*fsm.Node, f *verify.Facts) {
-	client := rpcsec.HTTPClient(d.identity(), verifyRPCTimeout)
-	eachNode(nodes, func(n *fsm.Node) {
+	client := rpcsec.HTTPClient(d.verifyIdentity(), verifyRPCTimeout)
+	verifyEach(nodes, func(n *fsm.Node) {
 		nf := f.Nodes[n.UUID]
-		var rep verify.SelfReport
-		var err error
-		if n.UUID == f.Verifier {
-			var own *verify.SelfReport
-			if own, err = d.selfReport(ctx, s.Index); err == nil {
-				rep = *own
-			}
-		} else {
-			err = rpcPost(ctx, client, n.RPCAddr(), "/v1/verify/self",
-				selfReportArgs{MinIndex: s.Index}, &rep)
-		}
+		rep, err := d.selfReportOf(ctx, client, n, f.Verifier, s.Index)
 		if err != nil {
 			nf.RPCErr = err.Error()
 			return
 		}
-		nf.Self = &rep
+		nf.Self = rep
 	})
 }
 
-func (d *Daemon) identity() *rpcsec.Identity {
+// selfReportOf fetches n's self-report over the secured RPC; the
+// master (verifier) answers its own without the network.
+func (d *Daemon) selfReportOf(ctx context.Context, client *http.Client,
+	n *fsm.Node, verifier string, index uint64) (*verify.SelfReport, error) {
+	if n.UUID == verifier {
+		return d.selfReport(ctx, index)
+	}
+	var rep verify.SelfReport
+	err := verifyPost(ctx, client, n.RPCAddr(), "/v1/verify/self",
+		selfReportArgs{MinIndex: index}, &rep)
+	if err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// verifyIdentity returns the node's TLS identity, nil before
+// activation.
+func (d *Daemon) verifyIdentity() *rpcsec.Identity {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.id
@@ -309,15 +317,15 @@ func (d *Daemon) gatherSSH(ctx context.Context, s *fsm.State,
 		func(sshdist.Target) *sshdist.Request { return req })
 	for i, r := range results {
 		nf := f.Nodes[nodes[i].UUID]
-		nf.HostKey = hostKeyOf(r.Err)
+		nf.HostKey = verify.HostKeyOf(r.Err)
 		switch {
 		case r.Err != nil:
-			nf.SSHErr = classifySSH(r.Err)
+			nf.SSHErr = verify.FailureOf(r.Err)
 		case r.Resp == nil || r.Resp.Report == nil:
 			nf.SSHErr = &verify.Failure{Kind: verify.Remote,
 				Message: "the helper sent no report"}
 		default:
-			nf.SSH = sshReportFacts(r.Resp.Report)
+			nf.SSH = verify.SSHReportOf(r.Resp.Report)
 		}
 	}
 }
@@ -335,69 +343,6 @@ func (d *Daemon) verifySSHClient() (*sshdist.Client, error) {
 	return sshdist.NewClient(cfg)
 }
 
-// classifySSH sorts an sshdist error by what the operator must fix.
-func classifySSH(err error) *verify.Failure {
-	var unreach *sshdist.UnreachableError
-	var hk *sshdist.HostKeyError
-	var remote *sshdist.RemoteError
-	kind := verify.Other
-	switch {
-	case errors.As(err, &unreach),
-		errors.Is(err, context.DeadlineExceeded):
-		kind = verify.Unreachable
-	case errors.As(err, &hk), errors.Is(err, sshdist.ErrHostKeyRevoked):
-		kind = verify.HostKey
-	case errors.Is(err, sshdist.ErrAuthRefused):
-		kind = verify.AuthRefused
-	case errors.As(err, &remote):
-		kind = verify.Remote
-	}
-	return &verify.Failure{Kind: kind, Message: err.Error()}
-}
-
-// sshReportFacts keeps what verify needs of an SSH Report.
-func sshReportFacts(rep *sshdist.Report) *verify.SSHReport {
-	out := &verify.SSHReport{ClientCert: rep.ClientCert,
-		PublicKeyErr: rep.PublicKeyError}
-	if rep.PublicKey != "" {
-		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(rep.PublicKey))
-		if err != nil {
-			out.PublicKeyErr = fmt.Sprintf("unusable public key: %v", err)
-		} else {
-			out.PublicKeyFP = ssh.FingerprintSHA256(key)
-		}
-	}
-	for _, st := range rep.Files {
-		if st.Exists {
-			out.Files = append(out.Files,
-				verify.FileFact{Path: st.Path, Mode: st.Mode})
-		}
-	}
-	return out
-}
-
-// hostKeyOf judges the host key from the master's SSH report: that
-// connection checked it against known_hosts (with the algorithms
-// known_hosts pins), so a separate scan would only repeat the key
-// exchange. Refusals after the key exchange mean the key was good.
-func hostKeyOf(sshErr error) verify.HostKeyResult {
-	var hk *sshdist.HostKeyError
-	var remote *sshdist.RemoteError
-	res := verify.HostKeyResult{Status: verify.HostKeyError}
-	switch {
-	case sshErr == nil, errors.Is(sshErr, sshdist.ErrAuthRefused),
-		errors.As(sshErr, &remote):
-		return verify.HostKeyResult{Status: verify.HostKeyOK}
-	case errors.As(sshErr, &hk) && hk.Unknown():
-		res.Status = verify.HostKeyUnknown
-	case errors.As(sshErr, &hk),
-		errors.Is(sshErr, sshdist.ErrHostKeyRevoked):
-		res.Status = verify.HostKeyMismatch
-	}
-	res.Message = sshErr.Error()
-	return res
-}
-
 // gatherLogins asks every other online candidate to log in over SSH,
 // with its own key, to every online node.
 func (d *Daemon) gatherLogins(ctx context.Context, me *fsm.Node,
@@ -410,10 +355,10 @@ func (d *Daemon) gatherLogins(ctx context.Context, me *fsm.Node,
 			mcs = append(mcs, n)
 		}
 	}
-	client := rpcsec.HTTPClient(d.identity(), verifyLoginWait)
-	eachNode(mcs, func(n *fsm.Node) {
+	client := rpcsec.HTTPClient(d.verifyIdentity(), verifyLoginWait)
+	verifyEach(mcs, func(n *fsm.Node) {
 		var res loginResult
-		err := rpcPost(ctx, client, n.RPCAddr(), "/v1/verify/logins",
+		err := verifyPost(ctx, client, n.RPCAddr(), "/v1/verify/logins",
 			args, &res)
 		nf := f.Nodes[n.UUID]
 		if err != nil {
@@ -484,7 +429,7 @@ func (d *Daemon) tryLogins(ctx context.Context,
 		func(sshdist.Target) *sshdist.Request { return req })
 	for j, r := range results {
 		if r.Err != nil {
-			logins[idx[j]].Failure = classifySSH(r.Err)
+			logins[idx[j]].Failure = verify.FailureOf(r.Err)
 		}
 	}
 	return logins, nil
@@ -522,9 +467,9 @@ func (d *Daemon) selfReport(ctx context.Context,
 	s := d.awaitIndex(ctx, minIndex)
 	rep := &verify.SelfReport{UUID: nf.UUID, Name: nf.Name,
 		AppliedIndex: s.Index, LoadedClientDigest: id.ClientDigest(),
-		ClientCert: certBlocks(d.paths.ClientPEM()),
-		ServerCert: certBlocks(d.paths.ServerPEM()),
-		Files:      d.listFiles()}
+		ClientCert: certBlocksOf(d.paths.ClientPEM()),
+		ServerCert: certBlocksOf(d.paths.ServerPEM()),
+		Files:      d.listStateFiles()}
 	rep.PublicKeyFP, rep.PublicKeyErr = ownKeyFP(d.paths.SSHDir())
 	if s.Cluster.ModifySSHSetup {
 		d.reportAuthKeys(rep, d.paths.Under(s.Cluster.AuthorizedKeysFile))
@@ -553,10 +498,10 @@ func (d *Daemon) awaitIndex(ctx context.Context, min uint64) *fsm.State {
 	}
 }
 
-// certBlocks returns the CERTIFICATE blocks of the PEM file at path,
+// certBlocksOf returns the CERTIFICATE blocks of the PEM file at path,
 // re-encoded so that no other block (the key) can slip through; "" when
 // the file is missing or holds none.
-func certBlocks(path string) string {
+func certBlocksOf(path string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return ""
@@ -585,9 +530,9 @@ func ownKeyFP(dir string) (fp, missing string) {
 	return ssh.FingerprintSHA256(signer.PublicKey()), ""
 }
 
-// listFiles lists the regular, non-hidden files of the state and
+// listStateFiles lists the regular, non-hidden files of the state and
 // own-key directories with their modes, as root-relative paths.
-func (d *Daemon) listFiles() []verify.FileFact {
+func (d *Daemon) listStateFiles() []verify.FileFact {
 	var out []verify.FileFact
 	for _, rel := range []string{sshdist.StateDir, sshdist.OwnKeyDir} {
 		entries, err := os.ReadDir(d.paths.Under(rel))
@@ -620,18 +565,7 @@ func (d *Daemon) reportAuthKeys(rep *verify.SelfReport, path string) {
 		rep.AuthorizedKeysErr = fmt.Sprintf("reading %q: %v", path, err)
 		return
 	}
-	for len(data) > 0 {
-		key, comment, _, rest, err := ssh.ParseAuthorizedKey(data)
-		if err != nil {
-			return
-		}
-		fact := verify.AuthKeyFact{Fingerprint: ssh.FingerprintSHA256(key)}
-		if m, ok := strings.CutPrefix(comment, sshdist.MarkerPrefix); ok {
-			fact.ManagedUUID, _, _ = strings.Cut(m, " ")
-		}
-		rep.AuthorizedKeys = append(rep.AuthorizedKeys, fact)
-		data = rest
-	}
+	rep.AuthorizedKeys = verify.AuthKeysOf(data)
 }
 
 // reportPubKeys lists this node's ganeti_pub_keys by fingerprint.
@@ -689,9 +623,9 @@ func rootHome() string {
 	return "/root"
 }
 
-// rpcPost sends in as JSON to path on the node at addr over the
+// verifyPost sends in as JSON to path on the node at addr over the
 // secured RPC and decodes the JSON answer into out.
-func rpcPost(ctx context.Context, c *http.Client, addr, path string,
+func verifyPost(ctx context.Context, c *http.Client, addr, path string,
 	in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {

@@ -81,8 +81,9 @@ type verifyCase struct {
 	settle bool
 }
 
-// runVerifyCase breaks, verifies and restores. A leader change re-reconciles every node and may repair the
-// damage before verify looks; then the case is tried once more.
+// runVerifyCase breaks, verifies and restores. A leader change
+// re-reconciles every node and may repair the damage before verify
+// looks; then the case is tried once more.
 func (c *Cluster) runVerifyCase(t *testing.T, tc verifyCase) {
 	for attempt := 1; ; attempt++ {
 		leader := c.Leader()
@@ -104,7 +105,7 @@ func (c *Cluster) runVerifyCase(t *testing.T, tc verifyCase) {
 			t.Fatalf("findings: got %q, want %q\nfull: %+v", got, want,
 				run.res)
 		}
-		c.checkExit(t, run)
+		c.verifyCheckExit(t, run)
 		if tc.settle {
 			c.waitVerifyClean(t)
 		}
@@ -112,9 +113,9 @@ func (c *Cluster) runVerifyCase(t *testing.T, tc verifyCase) {
 	}
 }
 
-// checkExit checks that verify failed, with one line on stderr,
+// verifyCheckExit checks that verify failed, with one line on stderr,
 // exactly when it found an error.
-func (c *Cluster) checkExit(t *testing.T, run verifyRun) {
+func (c *Cluster) verifyCheckExit(t *testing.T, run verifyRun) {
 	t.Helper()
 	hasErr := len(run.res.Errors) > 0
 	if (run.err != nil) != hasErr {
@@ -142,8 +143,8 @@ func (c *Cluster) waitVerifyClean(t testing.TB) {
 		})
 }
 
-// uuids maps node names to UUIDs as the master lists them.
-func (c *Cluster) uuids(t testing.TB) map[string]string {
+// verifyUUIDs maps node names to UUIDs as the master lists them.
+func (c *Cluster) verifyUUIDs(t testing.TB) map[string]string {
 	t.Helper()
 	m := map[string]string{}
 	for _, n := range c.List(c.Leader()) {
@@ -152,9 +153,9 @@ func (c *Cluster) uuids(t testing.TB) map[string]string {
 	return m
 }
 
-// keep saves the file at p and returns a function that writes it back
-// with its mode.
-func keep(t testing.TB, p string) func() {
+// verifyKeep saves the file at p and returns a function that writes
+// it back with its mode.
+func verifyKeep(t testing.TB, p string) func() {
 	t.Helper()
 	data, err := os.ReadFile(p)
 	if err != nil {
@@ -174,8 +175,8 @@ func keep(t testing.TB, p string) func() {
 	}
 }
 
-// appendTo appends line to the file at p.
-func appendTo(t testing.TB, p, line string) {
+// verifyAppend appends line to the file at p.
+func verifyAppend(t testing.TB, p, line string) {
 	t.Helper()
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
@@ -187,9 +188,9 @@ func appendTo(t testing.TB, p, line string) {
 	}
 }
 
-// selfSignedClientPEM makes a client certificate and key for uuid that
+// verifySelfSignedPEM makes a client certificate and key for uuid that
 // no CA signed, in client.pem's layout.
-func selfSignedClientPEM(t testing.TB, name, uuid string) []byte {
+func verifySelfSignedPEM(t testing.TB, name, uuid string) []byte {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -215,8 +216,9 @@ func selfSignedClientPEM(t testing.TB, name, uuid string) []byte {
 		Bytes: kder})...)
 }
 
-// signalHost sends sig to h's daemon process group and its sshd.
-func signalHost(h *Host, sig syscall.Signal) {
+// verifySignalHost sends sig to h's daemon process group and its
+// sshd.
+func verifySignalHost(h *Host, sig syscall.Signal) {
 	syscall.Kill(-h.daemon.cmd.Process.Pid, sig)
 	h.sshd.cmd.Process.Signal(sig)
 }
@@ -225,54 +227,116 @@ func TestVerify_BreakAndRestore(t *testing.T) {
 	// node1..node3 are candidates, node4 a master-capable regular node
 	// and node5 a regular node that may never be a candidate.
 	c := newCluster(t, 5, 4, Options{})
-	n1, n2, n3, n4, n5 := c.Hosts[0], c.Hosts[1], c.Hosts[2], c.Hosts[3],
-		c.Hosts[4]
-	c.Join(n1, n5, "--master-capable=false")
+	c.Join(c.Hosts[0], c.Hosts[4], "--master-capable=false")
 	c.waitConverged(c.Hosts...)
-	ids := c.uuids(t)
+	ids := c.verifyUUIDs(t)
 
-	t.Run("clean", func(t *testing.T) {
-		run := c.runVerify(t, c.Leader())
-		if got := run.res.codes(); len(got) != 0 || run.err != nil {
-			t.Fatalf("clean cluster: got %q, err %v, want nothing",
-				got, run.err)
-		}
-		out := c.MustRun(c.Leader(), "cluster", "verify")
-		if want := "cluster verify: no errors, no warnings\n"; out != want {
-			t.Fatalf("text output: got %q, want %q", out, want)
+	t.Run("clean", func(t *testing.T) { c.verifyCheckClean(t) })
+	cases := slices.Concat(verifyKeyCases(c, ids), verifySSHDCases(c),
+		verifyCertCases(c, ids), verifyFileCases(c), verifyDaemonCases(c))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { c.runVerifyCase(t, tc) })
+	}
+	t.Run("host down", func(t *testing.T) { c.verifyHostDown(t, c.Hosts[4]) })
+	t.Run("host frozen", func(t *testing.T) {
+		c.verifyHostFrozen(t, c.Hosts[3])
+	})
+	t.Run("clean again", func(t *testing.T) { c.waitVerifyClean(t) })
+	t.Run("refused on a normal node", func(t *testing.T) {
+		_, stderr, err := c.Run(c.Hosts[3], "cluster", "verify")
+		if err == nil || !strings.Contains(stderr, "not a master candidate") {
+			t.Fatalf("verify on node4: got err %v, stderr %q; want a "+
+				"refusal", err, stderr)
 		}
 	})
+}
 
-	cases := []verifyCase{
+// verifyCheckClean checks that a clean cluster verifies without
+// findings, in JSON and in text, and exits 0.
+func (c *Cluster) verifyCheckClean(t *testing.T) {
+	run := c.runVerify(t, c.Leader())
+	if got := run.res.codes(); len(got) != 0 || run.err != nil {
+		t.Fatalf("clean cluster: got %q, err %v, want nothing", got, run.err)
+	}
+	out := c.MustRun(c.Leader(), "cluster", "verify")
+	if want := "cluster verify: no errors, no warnings\n"; out != want {
+		t.Fatalf("text output: got %q, want %q", out, want)
+	}
+}
+
+// verifyKeyCases break authorized_keys and ganeti_pub_keys.
+func verifyKeyCases(c *Cluster, ids map[string]string) []verifyCase {
+	n1, n2, n3, n4, n5 := c.Hosts[0], c.Hosts[1], c.Hosts[2], c.Hosts[3],
+		c.Hosts[4]
+	return []verifyCase{
 		{name: "normal node key in authorized_keys",
 			break_: func(t *testing.T) func() {
 				p := n2.path("root/.ssh/authorized_keys")
-				restore := keep(t, p)
+				restore := verifyKeep(t, p)
 				pub, err := os.ReadFile(n4.path("root/.ssh/id_ed25519.pub"))
 				if err != nil {
 					t.Fatal(err)
 				}
-				appendTo(t, p, string(pub))
+				verifyAppend(t, p, string(pub))
 				return restore
 			}, want: []string{"AUTHKEYS_NORMAL_NODE_KEY node2"}},
 		{name: "stale line in ganeti_pub_keys",
 			break_: func(t *testing.T) func() {
 				p := n3.LibPath("ganeti_pub_keys")
-				restore := keep(t, p)
-				pub := readLib(t, n1, "ganeti_pub_keys")
-				_, key, _ := strings.Cut(strings.SplitN(pub, "\n", 2)[0], " ")
-				appendTo(t, p, "0badc0de-0000-4000-8000-000000000001 "+
+				restore := verifyKeep(t, p)
+				first, _, _ := strings.Cut(readLib(t, n1, "ganeti_pub_keys"),
+					"\n")
+				_, key, _ := strings.Cut(first, " ")
+				verifyAppend(t, p, "0badc0de-0000-4000-8000-000000000001 "+
 					key+"\n")
 				return restore
 			}, want: []string{"PUBKEYS_STALE_ENTRY node3"}},
+		{name: "candidate key missing from authorized_keys",
+			break_: func(t *testing.T) func() {
+				p := n5.path("root/.ssh/authorized_keys")
+				restore := verifyKeep(t, p)
+				verifyDropLines(t, p, "ganeti-node:"+ids["node2"])
+				return restore
+			}, want: []string{"SSH_LOGIN_FAILED node5"}},
+	}
+}
+
+// verifySSHDCases break a host's sshd: its host key and its
+// configuration.
+func verifySSHDCases(c *Cluster) []verifyCase {
+	n4, n5 := c.Hosts[3], c.Hosts[4]
+	return []verifyCase{
+		{name: "host key changed",
+			break_: func(t *testing.T) func() {
+				p := n5.path("etc/ssh/ssh_host_ed25519_key")
+				rk, rp := verifyKeep(t, p), verifyKeep(t, p+".pub")
+				c.RegenerateHostKey(n5)
+				c.RestartSSHD(n5)
+				return func() { rk(); rp(); c.RestartSSHD(n5) }
+			}, want: []string{"SSH_HOST_KEY_MISMATCH node5"}, settle: true},
+		{name: "sshd reads another authorized_keys",
+			break_: func(t *testing.T) func() {
+				p := n4.path("etc/ssh/sshd_config")
+				restore := verifyKeep(t, p)
+				verifyDropLines(t, p, "AuthorizedKeysFile ")
+				verifyAppend(t, p, "AuthorizedKeysFile .ssh/authorized_keys\n")
+				return restore
+			}, want: []string{"SSHD_AUTHKEYS_FILE node4"}},
+	}
+}
+
+// verifyCertCases break client certificates.
+func verifyCertCases(c *Cluster, ids map[string]string) []verifyCase {
+	n3, n4 := c.Hosts[2], c.Hosts[3]
+	return []verifyCase{
 		{name: "client certificates swapped",
 			break_: func(t *testing.T) func() {
 				a, b := n3.LibPath("client.pem"), n4.LibPath("client.pem")
-				ra, rb := keep(t, a), keep(t, b)
+				ra, rb := verifyKeep(t, a), verifyKeep(t, b)
 				da, db := readLib(t, n3, "client.pem"),
 					readLib(t, n4, "client.pem")
-				os.WriteFile(a, []byte(db), 0o600)
-				os.WriteFile(b, []byte(da), 0o600)
+				verifyWrite(t, a, []byte(db))
+				verifyWrite(t, b, []byte(da))
 				return func() { ra(); rb() }
 			}, want: []string{"CERT_DIGEST_MISMATCH node3",
 				"CERT_NOT_LOADED node3", "CERT_NOT_LOADED node4",
@@ -280,15 +344,18 @@ func TestVerify_BreakAndRestore(t *testing.T) {
 		{name: "self-signed client certificate",
 			break_: func(t *testing.T) func() {
 				p := n4.LibPath("client.pem")
-				restore := keep(t, p)
-				err := os.WriteFile(p, selfSignedClientPEM(t, "node4",
-					ids["node4"]), 0o600)
-				if err != nil {
-					t.Fatal(err)
-				}
+				restore := verifyKeep(t, p)
+				verifyWrite(t, p, verifySelfSignedPEM(t, "node4", ids["node4"]))
 				return restore
 			}, want: []string{"CERT_NOT_LOADED node4",
 				"CERT_SELF_SIGNED node4"}},
+	}
+}
+
+// verifyFileCases leak and expose secret files.
+func verifyFileCases(c *Cluster) []verifyCase {
+	n1, n5 := c.Hosts[0], c.Hosts[4]
+	return []verifyCase{
 		{name: "private key readable by all",
 			break_: func(t *testing.T) func() {
 				p := n5.path("root/.ssh/id_ed25519")
@@ -299,93 +366,75 @@ func TestVerify_BreakAndRestore(t *testing.T) {
 		{name: "CA key on a normal node",
 			break_: func(t *testing.T) func() {
 				p := n5.LibPath("ca-key.pem")
-				key := readLib(t, n1, "ca-key.pem")
-				if err := os.WriteFile(p, []byte(key), 0o600); err != nil {
-					t.Fatal(err)
-				}
+				verifyWrite(t, p, []byte(readLib(t, n1, "ca-key.pem")))
 				return func() { os.Remove(p) }
 			}, want: []string{"FILE_CA_KEY_LEAK node5"}},
-		{name: "candidate key missing from authorized_keys",
-			break_: func(t *testing.T) func() {
-				p := n5.path("root/.ssh/authorized_keys")
-				restore := keep(t, p)
-				dropLines(t, p, "ganeti-node:"+ids["node2"])
-				return restore
-			}, want: []string{"SSH_LOGIN_FAILED node5"}},
-		{name: "host key changed",
-			break_: func(t *testing.T) func() {
-				p := n5.path("etc/ssh/ssh_host_ed25519_key")
-				rk, rp := keep(t, p), keep(t, p+".pub")
-				c.RegenerateHostKey(n5)
-				c.RestartSSHD(n5)
-				return func() { rk(); rp(); c.RestartSSHD(n5) }
-			}, want: []string{"SSH_HOST_KEY_MISMATCH node5"}, settle: true},
-		{name: "sshd reads another authorized_keys",
-			break_: func(t *testing.T) func() {
-				p := n4.path("etc/ssh/sshd_config")
-				restore := keep(t, p)
-				dropLines(t, p, "AuthorizedKeysFile ")
-				appendTo(t, p, "AuthorizedKeysFile .ssh/authorized_keys\n")
-				return restore
-			}, want: []string{"SSHD_AUTHKEYS_FILE node4"}},
+	}
+}
+
+// verifyDaemonCases stop daemons, and run verify on a candidate that
+// is not the master, which forwards it.
+func verifyDaemonCases(c *Cluster) []verifyCase {
+	n4, n5 := c.Hosts[3], c.Hosts[4]
+	return []verifyCase{
 		{name: "daemon stopped",
 			break_: func(t *testing.T) func() {
 				c.Stop(n4)
 				return func() { c.Start(n4) }
 			}, want: []string{"NODE_RPC_UNREACHABLE node4"}, settle: true},
 		{name: "verify forwarded by a candidate",
-			on: func() *Host { return c.otherCandidate(n1, n2, n3) },
+			on: func() *Host { return c.verifyOtherCandidate(c.Hosts[:3]...) },
 			break_: func(t *testing.T) func() {
 				c.Stop(n5)
 				return func() { c.Start(n5) }
 			}, want: []string{"NODE_RPC_UNREACHABLE node5"}, settle: true},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) { c.runVerifyCase(t, tc) })
-	}
-
-	t.Run("host down", func(t *testing.T) {
-		c.Kill(n5)
-		n5.sshd.cmd.Process.Kill()
-		n5.sshd.wait(stopTimeout)
-		run := c.runVerify(t, c.Leader())
-		c.startSSHD(n5)
-		c.Start(n5)
-		want := []string{"NODE_UNREACHABLE node5"}
-		if got := run.res.codes(); !slices.Equal(got, want) {
-			t.Fatalf("findings: got %q, want %q", got, want)
-		}
-		c.waitVerifyClean(t)
-	})
-
-	t.Run("host frozen", func(t *testing.T) {
-		signalHost(n4, syscall.SIGSTOP)
-		run := c.runVerify(t, c.Leader())
-		signalHost(n4, syscall.SIGCONT)
-		want := []string{"NODE_UNREACHABLE node4"}
-		if got := run.res.codes(); !slices.Equal(got, want) {
-			t.Fatalf("findings: got %q, want %q", got, want)
-		}
-		if run.took > 30*time.Second {
-			t.Fatalf("verify with a frozen host took %v, want < 30s",
-				run.took)
-		}
-		c.waitVerifyClean(t)
-	})
-
-	t.Run("clean again", func(t *testing.T) { c.waitVerifyClean(t) })
-
-	t.Run("refused on a normal node", func(t *testing.T) {
-		_, stderr, err := c.Run(n4, "cluster", "verify")
-		if err == nil || !strings.Contains(stderr, "not a master candidate") {
-			t.Fatalf("verify on node4: got err %v, stderr %q; want a "+
-				"refusal", err, stderr)
-		}
-	})
 }
 
-// otherCandidate returns a candidate of mcs that is not the master.
-func (c *Cluster) otherCandidate(mcs ...*Host) *Host {
+// verifyHostDown kills h's daemon and sshd: one NODE_UNREACHABLE line.
+func (c *Cluster) verifyHostDown(t *testing.T, h *Host) {
+	c.Kill(h)
+	h.sshd.cmd.Process.Kill()
+	h.sshd.wait(stopTimeout)
+	run := c.runVerify(t, c.Leader())
+	c.startSSHD(h)
+	c.Start(h)
+	want := []string{"NODE_UNREACHABLE " + h.Name}
+	if got := run.res.codes(); !slices.Equal(got, want) {
+		t.Fatalf("findings: got %q, want %q", got, want)
+	}
+	c.waitVerifyClean(t)
+}
+
+// verifyHostFrozen stops h's daemon and sshd with SIGSTOP, so that
+// connections are accepted and never answered: verify must still end
+// in bounded time with one NODE_UNREACHABLE line.
+func (c *Cluster) verifyHostFrozen(t *testing.T, h *Host) {
+	verifySignalHost(h, syscall.SIGSTOP)
+	run := c.runVerify(t, c.Leader())
+	verifySignalHost(h, syscall.SIGCONT)
+	want := []string{"NODE_UNREACHABLE " + h.Name}
+	if got := run.res.codes(); !slices.Equal(got, want) {
+		t.Fatalf("findings: got %q, want %q", got, want)
+	}
+	if run.took > 30*time.Second {
+		t.Fatalf("verify with a frozen host took %v, want < 30s", run.took)
+	}
+	c.waitVerifyClean(t)
+}
+
+// verifyWrite replaces the content of the file at p, which keeps its
+// mode (0600 when it is new).
+func verifyWrite(t testing.TB, p string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatalf("writing %s: %v", p, err)
+	}
+}
+
+// verifyOtherCandidate returns a candidate of mcs that is not the
+// master.
+func (c *Cluster) verifyOtherCandidate(mcs ...*Host) *Host {
 	leader := c.Leader()
 	for _, h := range mcs {
 		if h != leader {
@@ -396,8 +445,8 @@ func (c *Cluster) otherCandidate(mcs ...*Host) *Host {
 	return nil
 }
 
-// dropLines removes every line of the file at p that contains sub.
-func dropLines(t testing.TB, p, sub string) {
+// verifyDropLines removes every line of the file at p that contains sub.
+func verifyDropLines(t testing.TB, p, sub string) {
 	t.Helper()
 	data, err := os.ReadFile(p)
 	if err != nil {

@@ -144,11 +144,13 @@ var Codes = []CodeInfo{
 	{CertWrongNode, Error, "the node's client certificate names another " +
 		"node: it uses another node's certificate"},
 	{CertDuplicate, Error, "two nodes present the same client certificate"},
-	{CertSelfSigned, Error, "the node's certificate is self-signed; " + renewFix},
+	{CertSelfSigned, Error, "the node's certificate is self-signed; " +
+		renewFix},
 	{CertUnknownCA, Error, "the node's certificate is not signed by the " +
 		"current cluster CA; " + renewFix},
 	{CertExpired, Error, "a certificate has expired; " + renewFix},
-	{CertExpiring, Warning, "a certificate expires within 30 days; " + renewFix},
+	{CertExpiring, Warning, "a certificate expires within 30 days; " +
+		renewFix},
 	{CertDigestMismatch, Error, "a master candidate's client certificate " +
 		"differs from its candidate-map entry"},
 	{CertMapMissing, Error, "a master candidate has no candidate-map entry"},

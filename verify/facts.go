@@ -153,8 +153,9 @@ type SelfReport struct {
 // AuthKeyFact is one key line of an authorized_keys file.
 type AuthKeyFact struct {
 	Fingerprint string `json:"fingerprint"`
-	// ManagedUUID is the node UUID of a line ganeti-node manages, ""
-	// for a line it does not manage.
+	// Managed is true for a line ganeti-node manages; ManagedUUID is
+	// the node UUID its marker names.
+	Managed     bool   `json:"managed,omitempty"`
 	ManagedUUID string `json:"managed_uuid,omitempty"`
 }
 

@@ -64,7 +64,8 @@ func newFixture(t testing.TB) *fixture {
 		x.f.Raft[n.UUID] = wantSuffrage(n)
 	}
 	for _, mc := range x.f.State.Candidates() {
-		digest, err := rpcsec.DigestPEM([]byte(x.f.Nodes[mc.UUID].SSH.ClientCert))
+		cert := x.f.Nodes[mc.UUID].SSH.ClientCert
+		digest, err := rpcsec.DigestPEM([]byte(cert))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,8 +82,9 @@ func fixtureState() *fsm.State {
 		AuthorizedKeysFile: "/root/.ssh/authorized_keys"}
 	for i := 1; i <= 5; i++ {
 		s.Nodes[uuidOf(i)] = &fsm.Node{UUID: uuidOf(i),
-			Name: fmt.Sprintf("node%d", i), PrimaryIP: fmt.Sprintf("127.0.0.%d", i),
-			RPCPort: 1811, GossipPort: 1813, SSHPort: 22,
+			Name:      fmt.Sprintf("node%d", i),
+			PrimaryIP: fmt.Sprintf("127.0.0.%d", i),
+			RPCPort:   1811, GossipPort: 1813, SSHPort: 22,
 			MasterCapable: i <= 4, MasterCandidate: i <= 3}
 	}
 	return s
@@ -123,7 +125,7 @@ func candidateLines() []AuthKeyFact {
 	out := []AuthKeyFact{{Fingerprint: "SHA256:admin"}}
 	for i := 1; i <= 3; i++ {
 		out = append(out, AuthKeyFact{Fingerprint: fpOf(i),
-			ManagedUUID: uuidOf(i)})
+			Managed: true, ManagedUUID: uuidOf(i)})
 	}
 	return out
 }

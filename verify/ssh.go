@@ -149,12 +149,12 @@ func (c *checker) judgeAuthKey(holder string, k AuthKeyFact,
 	mc map[string]bool, normal map[string]string) {
 	owner, isNormal := normal[k.Fingerprint]
 	switch {
-	case k.ManagedUUID != "" && !mc[k.Fingerprint]:
+	case k.Managed && !mc[k.Fingerprint]:
 		c.add(AuthKeysStale, holder, "authorized_keys has a managed line "+
 			"for node %s with key %s, which is no current master "+
 			"candidate's; the master's next reconcile removes it",
 			c.name(k.ManagedUUID), k.Fingerprint)
-	case k.ManagedUUID == "" && isNormal:
+	case !k.Managed && isNormal:
 		c.add(AuthKeysNormalKey, holder, "authorized_keys holds the key "+
 			"%s of %s, which is not a master candidate; remove the line "+
 			"unless another tool needs it", k.Fingerprint, c.name(owner))

@@ -149,7 +149,8 @@ func TestCheck_SSH(t *testing.T) {
 		{"stale managed line", func(x *fixture) {
 			nf := x.nf("node5")
 			nf.Self.AuthorizedKeys = append(nf.Self.AuthorizedKeys,
-				AuthKeyFact{Fingerprint: fpOf(4), ManagedUUID: uuidOf(4)})
+				AuthKeyFact{Fingerprint: fpOf(4), Managed: true,
+					ManagedUUID: uuidOf(4)})
 		}, []string{"AUTHKEYS_STALE_MANAGED_KEY node5"}},
 		{"authorized_keys unreadable", func(x *fixture) {
 			x.nf("node3").Self.AuthorizedKeysErr = "is a directory"
@@ -295,7 +296,8 @@ func TestResult_SortedAndSplitBySeverity(t *testing.T) {
 	if !slices.Equal(errs, wantErrs) {
 		t.Errorf("errors: got %q, want %q", errs, wantErrs)
 	}
-	if want := []string{"AUTHKEYS_NORMAL_NODE_KEY node2"}; !slices.Equal(warns, want) {
+	want := []string{"AUTHKEYS_NORMAL_NODE_KEY node2"}
+	if !slices.Equal(warns, want) {
 		t.Errorf("warnings: got %q, want %q", warns, want)
 	}
 	if r.OK() {
@@ -310,7 +312,8 @@ func TestCodes_DocumentedOnceWithFixText(t *testing.T) {
 			t.Errorf("code %s: documented twice", c.Code)
 		}
 		seen[c.Code] = true
-		if c.Summary == "" || strings.ToUpper(string(c.Code)) != string(c.Code) {
+		upper := strings.ToUpper(string(c.Code)) == string(c.Code)
+		if c.Summary == "" || !upper {
 			t.Errorf("code %q: want an upper-case code with a summary", c.Code)
 		}
 	}
