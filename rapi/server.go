@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -138,7 +139,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "", err)
 		return
 	}
-	if m := s.backend.Master(); !m.Self {
+	if m := s.backend.Master(); !m.Self && !s.holdsJob(r) {
 		s.misdirected(w, r, u, m)
 		return
 	}
@@ -151,6 +152,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type userKey struct{}
+
+// holdsJob reports whether r reads a job this node accepted: its
+// outcome stays readable here after the node stopped being master.
+func (s *Server) holdsJob(r *http.Request) bool {
+	raw, ok := strings.CutPrefix(r.URL.Path, "/2/jobs/")
+	if !ok || r.Method != http.MethodGet {
+		return false
+	}
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil {
+		return false
+	}
+	_, ok = s.jobs.get(id)
+	return ok
+}
 
 func userOf(r *http.Request) *User {
 	u, _ := r.Context().Value(userKey{}).(*User)

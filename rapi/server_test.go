@@ -452,8 +452,27 @@ func TestServer_NonMasterPointsToMaster(t *testing.T) {
 	if code, _ := r.do(t, admin("GET", "/2/info", "")); code != http.StatusServiceUnavailable {
 		t.Fatalf("no master known: got %d, want 503", code)
 	}
+	if code, _ := r.do(t, admin("GET", "/2/jobs/1", "")); code != http.StatusServiceUnavailable {
+		t.Fatalf("no master known: got %d, want 503", code)
+	}
 	if ran := r.be.ranOps(); len(ran) != 0 {
 		t.Fatalf("non-master ran operations: %+v", ran)
+	}
+}
+
+func TestServer_FormerMasterServesItsJobs(t *testing.T) {
+	r := newRig(t)
+	id := r.submit(t, admin("PUT", "/2/nodes/n4/role", `"master-candidate"`))
+	r.waitJob(t, id)
+	r.be.mu.Lock()
+	r.be.master = Master{Name: "n2", IP: "127.0.0.2"}
+	r.be.mu.Unlock()
+	if code, body := r.do(t, reader("GET", fmt.Sprintf("/2/jobs/%v", id))); code != 200 {
+		t.Fatalf("own job after losing mastership: got %d %v, want 200", code, body)
+	}
+	code, _ := r.do(t, reader("GET", fmt.Sprintf("/2/jobs/%v1", id)))
+	if code != http.StatusMisdirectedRequest {
+		t.Fatalf("unknown job on a non-master: got %d, want 421", code)
 	}
 }
 
