@@ -50,10 +50,20 @@ func newTLSCluster(t *testing.T) *tlsCluster {
 		tc.uuid[n.Name] = n.UUID
 	}
 	tc.roots = hostCAPool(t, tc.n1)
-	if m := c.Leader(); m != tc.n1 {
-		t.Fatalf("master: got %s, want node1", m.Name)
-	}
+	tc.ensureMaster(tc.n1)
 	return tc
+}
+
+// ensureMaster makes h the master if it is not. Leadership may move
+// on its own on a loaded machine; the tests want it on node1, so that
+// the master is attacked and node3 can be demoted.
+func (tc *tlsCluster) ensureMaster(h *Host) {
+	tc.t.Helper()
+	if tc.Leader() == h {
+		return
+	}
+	tc.MustRun(h, "cluster", "failover")
+	tc.waitMaster(h)
 }
 
 // TestTLS_NodeSecurity runs the RPC half of the node security rule
@@ -350,6 +360,7 @@ func (tc *tlsCluster) checkDemoteRevokesAtOnce(t *testing.T) {
 	raftSock := rc.s.last()
 	resumable := tc.ticketFor(t, cr)
 
+	tc.ensureMaster(tc.n1)
 	p := startRevocationProber(tc.n3, tc.n4, tc.roots, cr)
 	began := time.Now()
 	out := tc.MustRun(tc.n1, "demote", "--auto-promote", "node3")
