@@ -277,6 +277,8 @@ func (d *Daemon) rapiFiles(n *fsm.Node) ([]sshdist.File, []string, error) {
 // rapiBackend is what the RAPI server sees of the daemon.
 type rapiBackend struct{ d *Daemon }
 
+// Cluster returns the committed cluster record, the guard's flag
+// included.
 func (b rapiBackend) Cluster() (rapi.Cluster, error) {
 	s := b.d.fsm.State()
 	if !s.Initialised() {
@@ -292,6 +294,7 @@ func (b rapiBackend) Cluster() (rapi.Cluster, error) {
 	return out, nil
 }
 
+// Nodes returns the committed nodes with the roles `list` shows.
 func (b rapiBackend) Nodes() ([]rapi.Node, error) {
 	s := b.d.fsm.State()
 	if !s.Initialised() {
@@ -307,6 +310,7 @@ func (b rapiBackend) Nodes() ([]rapi.Node, error) {
 	return out, nil
 }
 
+// Master says whether this node is the Raft leader and which node is.
 func (b rapiBackend) Master() rapi.Master {
 	b.d.mu.Lock()
 	r := b.d.raft
@@ -330,6 +334,7 @@ var rapiOps = map[rapi.OpKind]string{
 	rapi.OpModify: OpModify,
 }
 
+// Supports reports whether the CLI has an operation for k.
 func (b rapiBackend) Supports(k rapi.OpKind) bool {
 	_, ok := rapiOps[k]
 	return ok

@@ -531,35 +531,18 @@ func (s *rapiSub) testNonMaster() {
 	}
 }
 
+const (
+	rolesRegular  = "node1=mc/voter node2=mc/voter node3=mc/voter node4=regular/nonvoter"
+	rolesPromoted = "node1=mc/voter node2=mc/voter node3=mc/voter node4=mc/voter"
+)
+
 func (s *rapiSub) testPromoteDemote() {
 	s.ensureRegular("node4")
-	n1, n4 := s.c.Hosts[0], s.c.Host("node4")
-	regular := "node1=mc/voter node2=mc/voter node3=mc/voter node4=regular/nonvoter"
-	promoted := "node1=mc/voter node2=mc/voter node3=mc/voter node4=mc/voter"
-	if got := s.rolesNow(); got != regular {
-		s.t.Fatalf("roles before: got %q, want %q", got, regular)
+	if got := s.rolesNow(); got != rolesRegular {
+		s.t.Fatalf("roles before: got %q, want %q", got, rolesRegular)
 	}
 	s0 := s.snapshot()
-
-	job := s.runJob("PUT", "/2/nodes/node4/role", `"master-candidate"`)
-	if job["status"] != "success" {
-		s.t.Fatalf("promote job: got %v, want success", job)
-	}
-	if got := s.rolesNow(); got != promoted {
-		s.t.Fatalf("roles after RAPI promote: got %q, want %q", got, promoted)
-	}
-	WaitFor(s.t, "node4 promoted by RAPI to reach node1 by ssh and rpc",
-		convergeWithin, func() (bool, string) {
-			if err := s.c.SSH(n4, n1, "true"); err != nil {
-				return false, err.Error()
-			}
-			if err := s.c.RPC(n4, n1); err != nil {
-				return false, err.Error()
-			}
-			return true, ""
-		})
-	s.checkFiles(s.master())
-	s1 := s.snapshot()
+	s1 := s.promoteByRAPI()
 
 	// The CLI moves exactly the same keys and map entries.
 	s.admin("demote", "node4")
@@ -573,15 +556,47 @@ func (s *rapiSub) testPromoteDemote() {
 		s.t.Fatalf("CLI promote differs from RAPI promote:\n%s", d)
 	}
 
-	job = s.runJob("POST", "/2/nodes/node4/modify", `{"master_candidate": false}`)
+	s.demoteByRAPI()
+	if d := diffSnapshots(s0, s.snapshot()); d != "" {
+		s.t.Fatalf("RAPI demote differs from the state before promotion:\n%s", d)
+	}
+}
+
+// promoteByRAPI promotes node4 through RAPI, checks its new powers and
+// files, and returns the snapshot of the result.
+func (s *rapiSub) promoteByRAPI() map[string]string {
+	n1, n4 := s.c.Hosts[0], s.c.Host("node4")
+	job := s.runJob("PUT", "/2/nodes/node4/role", `"master-candidate"`)
+	if job["status"] != "success" {
+		s.t.Fatalf("promote job: got %v, want success", job)
+	}
+	if got := s.rolesNow(); got != rolesPromoted {
+		s.t.Fatalf("roles after RAPI promote: got %q, want %q", got, rolesPromoted)
+	}
+	WaitFor(s.t, "node4 promoted by RAPI to reach node1 by ssh and rpc",
+		convergeWithin, func() (bool, string) {
+			if err := s.c.SSH(n4, n1, "true"); err != nil {
+				return false, err.Error()
+			}
+			if err := s.c.RPC(n4, n1); err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
+	s.checkFiles(s.master())
+	return s.snapshot()
+}
+
+// demoteByRAPI demotes node4 through RAPI and checks that it lost its
+// powers, its RAPI files and its RAPI port at once.
+func (s *rapiSub) demoteByRAPI() {
+	n1, n4 := s.c.Hosts[0], s.c.Host("node4")
+	job := s.runJob("POST", "/2/nodes/node4/modify", `{"master_candidate": false}`)
 	if job["status"] != "success" {
 		s.t.Fatalf("demote job: got %v, want success", job)
 	}
-	if got := s.rolesNow(); got != regular {
-		s.t.Fatalf("roles after RAPI demote: got %q, want %q", got, regular)
-	}
-	if d := diffSnapshots(s0, s.snapshot()); d != "" {
-		s.t.Fatalf("RAPI demote differs from the state before promotion:\n%s", d)
+	if got := s.rolesNow(); got != rolesRegular {
+		s.t.Fatalf("roles after RAPI demote: got %q, want %q", got, rolesRegular)
 	}
 	s.c.checkPowers(s.t, "after RAPI demote", map[[2]*Host]bool{{n4, n1}: false})
 	s.checkFiles(s.master())
@@ -709,9 +724,8 @@ func (s *rapiSub) testFailover() {
 	if job["status"] != "success" {
 		s.t.Fatalf("promote through the new master: got %v", job)
 	}
-	want := "node1=mc/voter node2=mc/voter node3=mc/voter node4=mc/voter"
-	if got := s.rolesNow(); got != want {
-		s.t.Fatalf("roles: got %q, want %q", got, want)
+	if got := s.rolesNow(); got != rolesPromoted {
+		s.t.Fatalf("roles: got %q, want %q", got, rolesPromoted)
 	}
 	s.checkFiles(next)
 }

@@ -18,6 +18,7 @@ type httpError struct {
 	explain string
 }
 
+// Error returns the explanation sent to the client.
 func (e *httpError) Error() string { return e.explain }
 
 func errorf(code int, format string, args ...any) *httpError {

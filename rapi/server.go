@@ -199,6 +199,7 @@ func errAuth(msg string) error {
 // limitedError is the refusal of a client that failed too often.
 type limitedError struct{ retry time.Duration }
 
+// Error says how long the client must wait.
 func (e *limitedError) Error() string {
 	return fmt.Sprintf("too many failed logins from this address; "+
 		"retry in %v", e.retry.Round(time.Second))
