@@ -446,9 +446,11 @@ func (w *sshWorld) login(key string, to *Host) (bool, error) {
 
 // op runs ganeti-node args on node1, failing the test if it fails,
 // and returns its stdout. Every host is up, so the reply must list
-// none as unreachable.
+// none as unreachable. node1 is made master first: leadership may move
+// on its own, and the node an operation revokes must not hold it.
 func (w *sshWorld) op(args ...string) string {
 	w.t.Helper()
+	w.ensureMaster()
 	out := w.MustRun(w.Hosts[0], args...)
 	if strings.Contains(out, "unreachable:") {
 		w.t.Errorf("ganeti-node %s: stdout %q, want no unreachable node "+
@@ -462,6 +464,7 @@ func (w *sshWorld) op(args ...string) string {
 func (w *sshWorld) refused(want string, args ...string) {
 	w.t.Helper()
 	cmd := strings.Join(args, " ")
+	w.ensureMaster()
 	_, stderr, err := w.Run(w.Hosts[0], args...)
 	if err == nil {
 		w.t.Fatalf("ganeti-node %s: succeeded, want refusal", cmd)
@@ -631,6 +634,7 @@ func TestSSH_RoleChangesKeepKeysExact(t *testing.T) {
 func (w *sshWorld) modifyMasterCapable(node string) {
 	w.t.Helper()
 	args := []string{"modify", node, "--master-capable=true"}
+	w.ensureMaster()
 	if _, stderr, err := w.Run(w.Hosts[0], args...); err != nil {
 		w.t.Errorf("ganeti-node %s: %v: %s", strings.Join(args, " "), err,
 			strings.TrimSpace(stderr))
