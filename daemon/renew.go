@@ -272,9 +272,8 @@ func (r *renewRun) result(unreachable []string) (*OpResult, error) {
 			lines = append(lines, fmt.Sprintf("  %s: skipped: %v", n.Name, st.skipped))
 			unreachable = append(unreachable, n.Name)
 		case st.failed != nil || st.certErr != nil:
-			lines = append(lines, fmt.Sprintf("  %s: failed: %v", n.Name,
+			failed = append(failed, fmt.Sprintf("%s (%v)", n.Name,
 				errors.Join(st.failed, st.certErr)))
-			failed = append(failed, n.Name)
 		default:
 			lines = append(lines, fmt.Sprintf("  %s: %s", n.Name,
 				strings.Join(st.done, ", ")))
@@ -284,13 +283,16 @@ func (r *renewRun) result(unreachable []string) (*OpResult, error) {
 	r.d.log.Info("renew-crypto finished", "nodes", len(r.s.Nodes),
 		"failed", len(failed), "unreachable", len(unreachable), "took", took)
 	if len(failed) > 0 {
-		return nil, fmt.Errorf("renew-crypto failed on %s (what worked is "+
-			"committed); fix them and run it again:\n%s",
-			strings.Join(failed, ", "), strings.Join(lines, "\n"))
+		msg := strings.ReplaceAll(strings.Join(failed, "; "), "\n", " ")
+		return nil, fmt.Errorf("renew-crypto failed on %s; what worked "+
+			"is committed: fix them and run it again", msg)
 	}
 	sort.Strings(unreachable)
 	msg := fmt.Sprintf("renewed %s on %d nodes in %v\n%s", r.what(),
 		len(r.s.Nodes)-len(unreachable), took, strings.Join(lines, "\n"))
+	if w := r.sharedKeyWarning(); w != "" {
+		msg += "\n" + w
+	}
 	return &OpResult{Message: msg, Unreachable: mergeNames(unreachable, nil)}, nil
 }
 

@@ -81,10 +81,11 @@ func (r *renewRun) clusterChange() *fsm.Cluster {
 	return &c
 }
 
-// adopt makes the master present its new certificate right after the
-// commit (followers drop its old connections as they apply the entry)
-// and waits until every online node has applied the new map; it
-// returns the nodes that did not answer.
+// adopt makes the master, then the other candidates, present their new
+// certificates right after the commit (followers drop the old
+// connections as they apply the entry), and waits until every online
+// node has applied the new map; it returns the nodes that did not
+// answer.
 func (r *renewRun) adopt(ctx context.Context, index uint64) []string {
 	if !r.a.certs() || r.certsOff {
 		return nil
@@ -94,8 +95,11 @@ func (r *renewRun) adopt(ctx context.Context, index uint64) []string {
 			r.d.log.Error("master could not load its new certificates",
 				"err", err)
 			st.certErr = err
+		} else {
+			r.mark(r.me.UUID, "new certificates")
 		}
 	}
+	r.reloadCandidates(ctx)
 	return r.d.waitApplied(ctx, r.d.fsm.State(), index)
 }
 

@@ -36,6 +36,9 @@ func (r *renewRun) install(ctx context.Context) error {
 		}
 		r.signAll()
 	}
+	if r.bundle != nil {
+		r.trustFirst(ctx)
+	}
 	canary, rest := r.installOrder()
 	if canary != nil {
 		r.installOn(ctx, []*fsm.Node{canary})
@@ -55,29 +58,45 @@ func (r *renewRun) install(ctx context.Context) error {
 	return nil
 }
 
-// installOrder picks the canary (a regular online node if there is
-// one, else another candidate; none without certificates) and returns
-// the other active nodes.
+// installOrder picks the canary, a regular online node that is sent
+// its certificates first (none without certificates or without such a
+// node), and returns the other active nodes.
 func (r *renewRun) installOrder() (*fsm.Node, []*fsm.Node) {
 	var canary *fsm.Node
-	nodes := r.active()
-	if r.a.certs() {
-		for _, n := range nodes {
-			if n.UUID == r.me.UUID || n.Offline {
-				continue
-			}
-			if canary == nil || canary.MasterCandidate && !n.MasterCandidate {
-				canary = n
-			}
-		}
-	}
 	var rest []*fsm.Node
-	for _, n := range nodes {
-		if n != canary {
-			rest = append(rest, n)
+	for _, n := range r.active() {
+		if canary == nil && r.a.certs() && r.reloadsEarly(n) {
+			canary = n
+			continue
 		}
+		rest = append(rest, n)
 	}
 	return canary, rest
+}
+
+// reloadsEarly reports whether n's daemon loads its new certificates
+// in the install phase: regular online nodes, whose client
+// certificate is in no map. Candidates load theirs right after the
+// commit, so that they never present a certificate the map lacks; the
+// master does so itself.
+func (r *renewRun) reloadsEarly(n *fsm.Node) bool {
+	return n.UUID != r.me.UUID && !n.Offline && !n.MasterCandidate
+}
+
+// trustFirst makes every other candidate trust the new CA next to the
+// old one before anything it signed is in use: right after the commit
+// the master presents a certificate from the new CA to them.
+func (r *renewRun) trustFirst(ctx context.Context) {
+	var mcs []*fsm.Node
+	for _, n := range r.active() {
+		if n.MasterCandidate && n.UUID != r.me.UUID {
+			mcs = append(mcs, n)
+		}
+	}
+	r.fanOut(ctx, "renew trust", mcs, func(n *fsm.Node) *sshdist.Request {
+		return &sshdist.Request{Cluster: r.s.Cluster.Name, Activate: true,
+			Files: []sshdist.File{{Name: "ca.pem", Data: string(r.bundle)}}}
+	})
 }
 
 // installOn sends each node its install request and checks, for the
@@ -110,7 +129,7 @@ func (r *renewRun) installRequest(n *fsm.Node) *sshdist.Request {
 		if r.bundle != nil {
 			req.Files = []sshdist.File{{Name: "ca.pem", Data: string(r.bundle)}}
 		}
-		req.Activate = n.UUID != r.me.UUID && !n.Offline
+		req.Activate = r.reloadsEarly(n)
 		empty = false
 	}
 	if empty {
@@ -120,9 +139,10 @@ func (r *renewRun) installRequest(n *fsm.Node) *sshdist.Request {
 }
 
 // adoptCerts decides, per node that was sent certificates, whether
-// its new client certificate goes into the candidate map: the master
-// once its files load, offline nodes at their next start, and every
-// other node once its daemon presents the new server certificate.
+// its new client certificate goes into the candidate map: the master's
+// once its files load, a regular node's once its daemon presents the
+// new server certificate, and the others' once installed (candidates
+// load them after the commit, offline nodes at their next start).
 func (r *renewRun) adoptCerts(ctx context.Context, nodes []*fsm.Node) {
 	var wg sync.WaitGroup
 	for _, n := range nodes {
@@ -136,7 +156,7 @@ func (r *renewRun) adoptCerts(ctx context.Context, nodes []*fsm.Node) {
 			switch {
 			case n.UUID == r.me.UUID:
 				err = r.d.checkIdentityFiles()
-			case !n.Offline:
+			case r.reloadsEarly(n):
 				err = r.presentsServerCert(ctx, n, c.Server)
 			}
 			if err != nil {
@@ -145,8 +165,40 @@ func (r *renewRun) adoptCerts(ctx context.Context, nodes []*fsm.Node) {
 				return
 			}
 			st.digest = r.newDigest[n.UUID]
-			r.mark(n.UUID, "new certificates")
+			if r.reloadsEarly(n) || n.Offline {
+				r.mark(n.UUID, "new certificates")
+			}
 		})
 	}
 	wg.Wait()
+}
+
+// reloadCandidates makes the other candidates' daemons load their new
+// certificates, right after the commit put them in the map, and
+// checks that each presents its new server certificate.
+func (r *renewRun) reloadCandidates(ctx context.Context) {
+	var mcs []*fsm.Node
+	for _, n := range r.s.SortedNodes() {
+		st := r.status[n.UUID]
+		if n.MasterCandidate && n.UUID != r.me.UUID && st.digest != "" {
+			mcs = append(mcs, n)
+		}
+	}
+	r.fanOut(ctx, "renew reload", mcs, func(n *fsm.Node) *sshdist.Request {
+		return &sshdist.Request{Cluster: r.s.Cluster.Name, Activate: true}
+	})
+	for _, n := range mcs {
+		st := r.status[n.UUID]
+		err := st.failed
+		if err == nil {
+			err = r.presentsServerCert(ctx, n, r.certsOf[n.UUID].Server)
+		}
+		if err != nil {
+			st.failed, st.certErr = nil, fmt.Errorf("its new certificates "+
+				"are committed but its daemon did not load them (%w); "+
+				"restart its daemon", err)
+			continue
+		}
+		r.mark(n.UUID, "new certificates")
+	}
 }
