@@ -39,25 +39,27 @@ import (
 )
 
 // Bounds of a verify. They keep an unreachable or wedged node from
-// holding up the whole: a 20-node cluster verifies in seconds.
+// holding up the whole: a dead host costs nothing, a frozen one the
+// longest of these time-outs, not their sum. They are generous so that
+// a busy host is not reported unreachable.
 const (
 	// verifyTimeout bounds one verify end to end.
-	verifyTimeout = 90 * time.Second
+	verifyTimeout = 2 * time.Minute
 	// verifyForwardTimeout bounds a candidate's wait for the master's
 	// verify, which may first wait for a running operation.
 	verifyForwardTimeout = 8 * time.Minute
 	// verifyRPCTimeout bounds one self-report request.
-	verifyRPCTimeout = 10 * time.Second
+	verifyRPCTimeout = 15 * time.Second
 	// verifyIndexWait is how long a node waits to apply the master's
 	// index before it reports a lag.
 	verifyIndexWait = 2 * time.Second
 	// verifySSHConnect and verifySSHOp bound one SSH connection and
 	// one ssh-update run.
-	verifySSHConnect = 5 * time.Second
-	verifySSHOp      = 10 * time.Second
+	verifySSHConnect = 10 * time.Second
+	verifySSHOp      = 20 * time.Second
 	// verifyLoginBudget bounds a candidate's whole round of logins;
 	// verifyLoginWait is how long the master waits for its answer.
-	verifyLoginBudget = 25 * time.Second
+	verifyLoginBudget = 40 * time.Second
 	verifyLoginWait   = verifyLoginBudget + 5*time.Second
 	// verifySSHDTimeout bounds `sshd -T`.
 	verifySSHDTimeout = 5 * time.Second
