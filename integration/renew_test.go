@@ -626,7 +626,8 @@ func TestRenewCrypto_SharedKeyMigration(t *testing.T) {
 	// Every node has its own key now and backed the shared one up.
 	seen := map[string]string{}
 	for _, h := range c.Hosts {
-		pub := strings.Fields(string(readFileBytes(t, h.path("root/.ssh/id_ed25519.pub"))))[1]
+		pubFile := readFileBytes(t, h.path("root/.ssh/id_ed25519.pub"))
+		pub := strings.Fields(string(pubFile))[1]
 		if pub == strings.Fields(shared)[1] || seen[pub] != "" {
 			t.Errorf("%s: key not its own (shared %v, same as %s)", h.Name,
 				pub == strings.Fields(shared)[1], seen[pub])
