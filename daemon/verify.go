@@ -404,6 +404,10 @@ func (d *Daemon) tryLogins(ctx context.Context,
 		return nil, errors.New("this node is not a master candidate; " +
 			"only candidates log in to other nodes")
 	}
+	if len(targets) > len(s.Nodes) {
+		return nil, fmt.Errorf("asked to log in to %d nodes, but the "+
+			"cluster has %d", len(targets), len(s.Nodes))
+	}
 	client, err := d.verifySSHClient()
 	if err != nil {
 		return nil, err
@@ -413,19 +417,7 @@ func (d *Daemon) tryLogins(ctx context.Context,
 	ctx, cancel := context.WithTimeout(ctx, verifyLoginBudget)
 	defer cancel()
 
-	logins := make([]verify.Login, len(targets))
-	var tgts []sshdist.Target
-	var idx []int
-	for i, id := range targets {
-		logins[i].Target = id
-		if n := s.Nodes[id]; n != nil {
-			tgts, idx = append(tgts, target(n)), append(idx, i)
-			continue
-		}
-		logins[i].Failure = &verify.Failure{Kind: verify.Other,
-			Message: fmt.Sprintf("node %q is not in this candidate's "+
-				"configuration", id)}
-	}
+	logins, tgts, idx := loginTargets(s, targets)
 	req := &sshdist.Request{Cluster: s.Cluster.Name}
 	results := sess.FanOut(ctx, "verify-login", tgts,
 		func(sshdist.Target) *sshdist.Request { return req })
@@ -435,6 +427,27 @@ func (d *Daemon) tryLogins(ctx context.Context,
 		}
 	}
 	return logins, nil
+}
+
+// loginTargets resolves node UUIDs in s: one Login per UUID, failed
+// for a node s does not know, and the SSH targets of the others with
+// the index of their Login.
+func loginTargets(s *fsm.State, uuids []string) ([]verify.Login,
+	[]sshdist.Target, []int) {
+	logins := make([]verify.Login, len(uuids))
+	var tgts []sshdist.Target
+	var idx []int
+	for i, id := range uuids {
+		logins[i].Target = id
+		if n := s.Nodes[id]; n != nil {
+			tgts, idx = append(tgts, target(n)), append(idx, i)
+			continue
+		}
+		logins[i].Failure = &verify.Failure{Kind: verify.Other,
+			Message: fmt.Sprintf("node %q is not in this candidate's "+
+				"configuration", id)}
+	}
+	return logins, tgts, idx
 }
 
 // handleSelfReport answers the master's request for this node's view
