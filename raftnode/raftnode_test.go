@@ -20,6 +20,11 @@ type testNode struct {
 
 func testConfig(t testing.TB) Config {
 	c := DefaultConfig()
+	// The race detector on two loaded cores stalls goroutines for
+	// hundreds of milliseconds; this test is about replication, not
+	// timing, so use hashicorp/raft's relaxed defaults.
+	c.HeartbeatTimeout, c.ElectionTimeout = time.Second, time.Second
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
 	c.Log = slog.New(slog.DiscardHandler)
 	c.Dir = t.TempDir()
 	return c
