@@ -347,6 +347,8 @@ func wantRefused(t testing.TB, what string, a tlsAttempt) {
 // already closed or reset conn: the socket has an end of file or an
 // error pending. More bytes pending, or none, mean it is open.
 func peerClosed(conn *net.TCPConn) (bool, string) {
+	// A passed deadline would fail the read before it looks.
+	conn.SetReadDeadline(time.Time{})
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return false, err.Error()

@@ -5,6 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,12 +37,15 @@ type tlsCluster struct {
 
 func newTLSCluster(t *testing.T) *tlsCluster {
 	t.Helper()
-	c := newCluster(t, 5, 3, Options{})
+	c := NewClusterWith(t, 5, Options{})
 	tc := &tlsCluster{Cluster: c, n1: c.Hosts[0], n2: c.Hosts[1],
 		n3: c.Hosts[2], n4: c.Hosts[3], n5: c.Hosts[4],
 		uuid: map[string]string{}}
-	c.Join(tc.n1, tc.n4, "--master-capable=false")
-	c.Join(tc.n1, tc.n5)
+	c.Init(tc.n1)
+	tc.join(tc.n2)
+	tc.join(tc.n3)
+	tc.join(tc.n4, "--master-capable=false")
+	tc.join(tc.n5)
 	nodes := c.waitConverged(c.Hosts...)
 	want := "node1=mc/voter node2=mc/voter node3=mc/voter " +
 		"node4=regular/nonvoter node5=regular/nonvoter"
@@ -54,6 +60,63 @@ func newTLSCluster(t *testing.T) *tlsCluster {
 	return tc
 }
 
+// join is Cluster.Join from node1, retried like runRetrying.
+func (tc *tlsCluster) join(h *Host, extra ...string) {
+	tc.t.Helper()
+	tc.TrustMaster(tc.n1, h)
+	args := append([]string{"join", "--primary-ip", h.IP,
+		"--ssh-port", strconv.Itoa(h.SSHPort)}, extra...)
+	tc.runRetrying(tc.n1, func() bool { return tc.listed(h) },
+		append(args, h.Name)...)
+	WaitFor(tc.t, h.Name+" to be initialised after join", convergeWithin,
+		func() (bool, string) {
+			st, err := tc.TryStatus(h)
+			if err != nil {
+				return false, err.Error()
+			}
+			return st.Initialised, fmt.Sprintf("%+v", st)
+		})
+}
+
+// listed reports whether the master lists h.
+func (tc *tlsCluster) listed(h *Host) bool {
+	nodes, err := tc.TryList(tc.Leader())
+	return err == nil && checkMembers(nodes, []*Host{h}) == ""
+}
+
+// lostMaster holds what a command says when the master lost
+// leadership while running it.
+var lostMaster = []string{"no longer the master; retry",
+	"this node is not the leader"}
+
+// runRetrying runs a command that changes the cluster on h, like
+// MustRun, but runs it again, up to three times, when the master lost
+// leadership during it, as its message asks: on a loaded machine Raft
+// may move leadership at any time. Before a retry it waits for a new
+// master and asks done whether the interrupted attempt took effect.
+// The command under test, demote, is never retried.
+func (tc *tlsCluster) runRetrying(h *Host, done func() bool,
+	args ...string) {
+	tc.t.Helper()
+	for try := 1; ; try++ {
+		_, stderr, err := tc.Run(h, args...)
+		if err == nil {
+			return
+		}
+		if try == 3 || !slices.ContainsFunc(lostMaster,
+			func(m string) bool { return strings.Contains(stderr, m) }) {
+			tc.t.Fatalf("on %s: ganeti-node %s: %v (try %d)\n"+
+				"stderr: %s\n%s", h.Name, strings.Join(args, " "),
+				err, try, stderr, tc.tails())
+		}
+		tc.t.Logf("on %s: ganeti-node %s: %s; retrying", h.Name,
+			strings.Join(args, " "), strings.TrimSpace(stderr))
+		if tc.Leader(); done() {
+			return
+		}
+	}
+}
+
 // ensureMaster makes h the master if it is not. Leadership may move
 // on its own on a loaded machine; the tests want it on node1, so that
 // the master is attacked and node3 can be demoted.
@@ -62,7 +125,8 @@ func (tc *tlsCluster) ensureMaster(h *Host) {
 	if tc.Leader() == h {
 		return
 	}
-	tc.MustRun(h, "cluster", "failover")
+	tc.runRetrying(h, func() bool { return tc.Leader() == h },
+		"cluster", "failover")
 	tc.waitMaster(h)
 }
 
@@ -264,6 +328,20 @@ func (tc *tlsCluster) checkNormalNodeRefusesOps(t *testing.T) {
 			strings.TrimSpace(stderr))
 	}
 	tc.checkDials(t, "after joins, list and refused operations")
+}
+
+// isCandidate reports whether the master lists h as a candidate.
+func (tc *tlsCluster) isCandidate(h *Host) bool {
+	nodes, err := tc.TryList(tc.Leader())
+	if err != nil {
+		return false
+	}
+	for _, n := range nodes {
+		if n.Name == h.Name {
+			return n.Role == "candidate" || n.Role == "master"
+		}
+	}
+	return false
 }
 
 // checkDials wants node4's daemon never to have dialled a daemon port
@@ -493,9 +571,9 @@ func (tc *tlsCluster) checkNoDialsFromNormalNode(t *testing.T) {
 	t.Helper()
 	tc.checkDials(t, "after demote with auto-promote")
 
-	tc.MustRun(tc.n2, "cluster", "failover")
-	tc.waitMaster(tc.n2)
-	tc.MustRun(tc.n2, "promote", "node3")
+	tc.ensureMaster(tc.n2)
+	tc.runRetrying(tc.n2, func() bool { return tc.isCandidate(tc.n3) },
+		"promote", "node3")
 	nodes := tc.waitConverged(tc.Hosts...)
 	want := "node1=mc/voter node2=mc/voter node3=mc/voter " +
 		"node4=regular/nonvoter node5=mc/voter"
