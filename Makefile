@@ -1,7 +1,7 @@
 # ganeti-node: one static binary. `make help` lists the targets.
 GO       ?= go
 BIN      ?= bin/ganeti-node
-PKGS_UNIT = ./atomicfile/... ./fsm/... ./raftnode/... ./rpcsec/... ./sshdist/... ./daemon/... ./cli/...
+PKGS_UNIT = ./atomicfile/... ./fsm/... ./raftnode/... ./rpcsec/... ./sshdist/... ./daemon/... ./cli/... ./verify/... ./rapi/...
 
 .PHONY: help deps build test test-unit test-integration bench fuzz lint demo demo-stop
 
