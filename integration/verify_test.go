@@ -79,38 +79,49 @@ type verifyCase struct {
 	// waits for a clean verify before the next one; file restores
 	// take effect at once.
 	settle bool
+	// maxTook, when set, bounds how long the verify may take.
+	maxTook time.Duration
 }
 
-// runVerifyCase breaks, verifies and restores. A leader change
-// re-reconciles every node and may repair the damage before verify
-// looks; then the case is tried once more.
+// verifyAttempts is how often a case is tried. A new master
+// reconciles every node and may repair the damage before verify looks,
+// and on a machine shared by many simulated hosts a login may time out;
+// both pass, while a wrong finding comes back every time.
+const verifyAttempts = 3
+
+// verifyCleanWithin bounds the wait for a clean verify after a
+// restore; a busy machine needs several verify rounds.
+const verifyCleanWithin = 3 * time.Minute
+
+// runVerifyCase breaks, verifies and restores, up to verifyAttempts
+// times until verify reports exactly the wanted findings.
 func (c *Cluster) runVerifyCase(t *testing.T, tc verifyCase) {
-	for attempt := 1; ; attempt++ {
-		leader := c.Leader()
-		on := leader
+	want := slices.Sorted(slices.Values(tc.want))
+	var run verifyRun
+	for attempt := 1; attempt <= verifyAttempts; attempt++ {
+		on := c.Leader()
 		if tc.on != nil {
 			on = tc.on()
 		}
 		restore := tc.break_(t)
-		run := c.runVerify(t, on)
+		run = c.runVerify(t, on)
 		restore()
-		got, want := run.res.codes(), slices.Sorted(slices.Values(tc.want))
-		moved := c.Leader() != leader
-		if !slices.Equal(got, want) && moved && attempt == 1 {
-			t.Logf("leadership moved during the case; trying again")
-			c.waitVerifyClean(t)
-			continue
+		if slices.Equal(run.res.codes(), want) {
+			c.verifyCheckExit(t, run)
+			if tc.maxTook > 0 && run.took > tc.maxTook {
+				t.Fatalf("verify took %v, want < %v", run.took, tc.maxTook)
+			}
+			if tc.settle {
+				c.waitVerifyClean(t)
+			}
+			return
 		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("findings: got %q, want %q\nfull: %+v", got, want,
-				run.res)
-		}
-		c.verifyCheckExit(t, run)
-		if tc.settle {
-			c.waitVerifyClean(t)
-		}
-		return
+		t.Logf("attempt %d: got %q, want %q; full: %+v", attempt,
+			run.res.codes(), want, run.res)
+		c.waitVerifyClean(t)
 	}
+	t.Fatalf("findings after %d attempts: got %q, want %q",
+		verifyAttempts, run.res.codes(), want)
 }
 
 // verifyCheckExit checks that verify failed, with one line on stderr,
@@ -134,7 +145,7 @@ func (c *Cluster) verifyCheckExit(t *testing.T, run verifyRun) {
 // errors nor warnings.
 func (c *Cluster) waitVerifyClean(t testing.TB) {
 	t.Helper()
-	WaitFor(t, "a clean cluster verify", convergeWithin,
+	WaitFor(t, "a clean cluster verify", verifyCleanWithin,
 		func() (bool, string) {
 			run := c.runVerify(t, c.Leader())
 			got := run.res.codes()
@@ -233,14 +244,11 @@ func TestVerify_BreakAndRestore(t *testing.T) {
 
 	t.Run("clean", func(t *testing.T) { c.verifyCheckClean(t) })
 	cases := slices.Concat(verifyKeyCases(c, ids), verifySSHDCases(c),
-		verifyCertCases(c, ids), verifyFileCases(c), verifyDaemonCases(c))
+		verifyCertCases(c, ids), verifyFileCases(c), verifyDaemonCases(c),
+		verifyHostCases(c))
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { c.runVerifyCase(t, tc) })
 	}
-	t.Run("host down", func(t *testing.T) { c.verifyHostDown(t, c.Hosts[4]) })
-	t.Run("host frozen", func(t *testing.T) {
-		c.verifyHostFrozen(t, c.Hosts[3])
-	})
 	t.Run("clean again", func(t *testing.T) { c.waitVerifyClean(t) })
 	t.Run("refused on a normal node", func(t *testing.T) {
 		_, stderr, err := c.Run(c.Hosts[3], "cluster", "verify")
@@ -391,38 +399,27 @@ func verifyDaemonCases(c *Cluster) []verifyCase {
 	}
 }
 
-// verifyHostDown kills h's daemon and sshd: one NODE_UNREACHABLE line.
-func (c *Cluster) verifyHostDown(t *testing.T, h *Host) {
-	c.Kill(h)
-	h.sshd.cmd.Process.Kill()
-	h.sshd.wait(stopTimeout)
-	run := c.runVerify(t, c.Leader())
-	c.startSSHD(h)
-	c.Start(h)
-	want := []string{"NODE_UNREACHABLE " + h.Name}
-	if got := run.res.codes(); !slices.Equal(got, want) {
-		t.Fatalf("findings: got %q, want %q", got, want)
+// verifyHostCases take whole hosts away: killed (connections are
+// refused) and frozen with SIGSTOP (connections are accepted and never
+// answered). Either is one NODE_UNREACHABLE line, and the frozen one
+// costs the longest per-node time-out (15 s), not a hang.
+func verifyHostCases(c *Cluster) []verifyCase {
+	n4, n5 := c.Hosts[3], c.Hosts[4]
+	return []verifyCase{
+		{name: "host down",
+			break_: func(t *testing.T) func() {
+				c.Kill(n5)
+				n5.sshd.cmd.Process.Kill()
+				n5.sshd.wait(stopTimeout)
+				return func() { c.startSSHD(n5); c.Start(n5) }
+			}, want: []string{"NODE_UNREACHABLE node5"}, settle: true},
+		{name: "host frozen",
+			break_: func(t *testing.T) func() {
+				verifySignalHost(n4, syscall.SIGSTOP)
+				return func() { verifySignalHost(n4, syscall.SIGCONT) }
+			}, want: []string{"NODE_UNREACHABLE node4"}, settle: true,
+			maxTook: 45 * time.Second},
 	}
-	c.waitVerifyClean(t)
-}
-
-// verifyHostFrozen stops h's daemon and sshd with SIGSTOP, so that
-// connections are accepted and never answered: verify must still end
-// in bounded time with one NODE_UNREACHABLE line.
-func (c *Cluster) verifyHostFrozen(t *testing.T, h *Host) {
-	verifySignalHost(h, syscall.SIGSTOP)
-	run := c.runVerify(t, c.Leader())
-	verifySignalHost(h, syscall.SIGCONT)
-	want := []string{"NODE_UNREACHABLE " + h.Name}
-	if got := run.res.codes(); !slices.Equal(got, want) {
-		t.Fatalf("findings: got %q, want %q", got, want)
-	}
-	// The longest per-node time-out is 15 s; the whole verify would be
-	// allowed two minutes.
-	if run.took > 45*time.Second {
-		t.Fatalf("verify with a frozen host took %v, want < 45s", run.took)
-	}
-	c.waitVerifyClean(t)
 }
 
 // verifyWrite replaces the content of the file at p, which keeps its
