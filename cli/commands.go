@@ -215,7 +215,7 @@ func clusterCmd() *cli.Command {
 					}
 					return runOp(c, daemon.OpFailover, daemon.NodeArgs{Node: st.Name})
 				}},
-			clusterVerifyCmd(), clusterModifyCmd(),
+			clusterVerifyCmd(), clusterModifyCmd(), renewCryptoCmd(),
 		}, rapiCmds()...)}
 }
 

@@ -28,7 +28,9 @@ func (d *Daemon) activate() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.raft != nil {
-		return nil
+		// Already serving: new certificates on disk (renewal, re-add)
+		// take effect for new handshakes.
+		return d.reloadIdentityLocked()
 	}
 	nf, err := loadNodeFile(d.paths.NodeJSON())
 	if err != nil {

@@ -1,13 +1,15 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"strings"
+	"time"
 
 	"ganeti-node/rpcsec"
 )
@@ -180,11 +182,11 @@ func (d *Daemon) forward(ctx context.Context, leaderAddr string,
 	d.mu.Unlock()
 	body, _ := json.Marshal(req)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		"https://"+leaderAddr+"/v1/op", strings.NewReader(string(body)))
+		"https://"+leaderAddr+"/v1/op", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
-	resp, err := rpcsec.HTTPClient(id, opTimeout).Do(hreq)
+	resp, err := doRefusalRetry(rpcsec.HTTPClient(id, opTimeout), hreq, body)
 	if err != nil {
 		return nil, fmt.Errorf("forwarding to the master at %s: %w", leaderAddr, err)
 	}
@@ -209,4 +211,27 @@ func decodeOpResponse(resp *http.Response) (*OpResult, error) {
 		return nil, fmt.Errorf("bad answer from the master: %w", err)
 	}
 	return &res, nil
+}
+
+// doRefusalRetry sends req, retrying for up to two seconds while the
+// master refuses our certificate during the handshake: right after a
+// certificate renewal is committed, this node loads its new one a
+// moment later. A handshake refusal means the master read nothing, so
+// the retry cannot run an operation twice.
+func doRefusalRetry(c *http.Client, req *http.Request, body []byte) (*http.Response, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		resp, err := c.Do(req)
+		if err == nil || !isHandshakeRefusal(err) || time.Now().After(deadline) {
+			return resp, err
+		}
+		time.Sleep(100 * time.Millisecond)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+}
+
+// isHandshakeRefusal reports whether err is a TLS alert from the peer.
+func isHandshakeRefusal(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"ganeti-node/sshdist"
-	"golang.org/x/crypto/ssh"
 	"io"
 	"net/http"
 )
@@ -30,23 +29,22 @@ func fetchStatus(ctx context.Context, c *http.Client, addr string) (*Status, err
 }
 
 // handleAuthorizedKeys prints the line a new host must trust before it
-// can be joined: this node's own public key.
+// can be joined: this node's own public key, marked as managed by this
+// tool, so that the line is revoked like any other candidate key when
+// this node stops being a candidate.
 func (d *Daemon) handleAuthorizedKeys(w http.ResponseWriter, r *http.Request) {
-	signer, err := loadOwnSigner(d.paths.SSHDir())
+	d.mu.Lock()
+	nf := d.node
+	d.mu.Unlock()
+	if nf == nil {
+		writeErr(w, http.StatusConflict, ErrNoIdentity)
+		return
+	}
+	signer, err := sshdist.LoadOwnKey(d.paths.SSHDir())
 	if err != nil {
-		writeErr(w, http.StatusConflict, err)
+		writeErr(w, http.StatusConflict, fmt.Errorf("reading this node's SSH key: %w", err))
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
-	w.Write(signer)
-}
-
-// loadOwnSigner returns this node's own public key as an
-// authorized_keys line.
-func loadOwnSigner(dir string) ([]byte, error) {
-	signer, err := sshdist.LoadOwnKey(dir)
-	if err != nil {
-		return nil, fmt.Errorf("reading this node's SSH key: %w", err)
-	}
-	return ssh.MarshalAuthorizedKey(signer.PublicKey()), nil
+	io.WriteString(w, sshdist.ManagedKey{UUID: nf.UUID, Key: signer.PublicKey()}.Line())
 }

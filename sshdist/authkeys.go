@@ -111,6 +111,35 @@ func (k ManagedKey) validate() error {
 	return nil
 }
 
+// Line renders k as the managed authorized_keys line this tool writes,
+// newline-terminated. `authorized-keys` prints it, so that the line an
+// admin installs before a join is managed (and revoked) like any other.
+func (k ManagedKey) Line() string { return managedLine(k) }
+
+// RevokeKeys returns content without every line, managed or not, that
+// authorises one of revoke (compared by type and key data). It is the
+// one deliberate exception to leaving the admin's lines alone, used
+// when a key is known to be compromised or replaced, such as the
+// shared key of a migrated cluster.
+func RevokeKeys(content []byte, revoke []ssh.PublicKey) []byte {
+	if len(revoke) == 0 {
+		return content
+	}
+	gone := make(map[string]bool, len(revoke))
+	for _, k := range revoke {
+		gone[string(k.Marshal())] = true
+	}
+	var buf bytes.Buffer
+	for _, line := range splitLines(content) {
+		key, _, _, _, err := ssh.ParseAuthorizedKey(trimEOL(line))
+		if err == nil && gone[string(key.Marshal())] {
+			continue
+		}
+		buf.Write(line)
+	}
+	return buf.Bytes()
+}
+
 // managedLine renders one managed authorized_keys line.
 func managedLine(k ManagedKey) string {
 	line := bytes.TrimSuffix(ssh.MarshalAuthorizedKey(k.Key), []byte("\n"))
@@ -156,17 +185,23 @@ func Authorizes(content []byte, key ssh.PublicKey) bool {
 // missing directories with 0700; an existing file keeps its mode. It
 // returns a *NotRegularError, and changes nothing, when path is a
 // directory, a symbolic link or another non-regular file.
-func UpdateAuthorizedKeys(path string, keys []ManagedKey) (
-	changed bool, err error) {
+//
+// Lines authorising a key in revoke are removed whoever wrote them (see
+// RevokeKeys).
+func UpdateAuthorizedKeys(path string, keys []ManagedKey,
+	revoke ...ssh.PublicKey) (changed bool, err error) {
 	content, mode, err := readRegular(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		content, mode = nil, 0o600
 	} else if err != nil {
 		return false, err
 	}
-	out, changed, err := SetManagedKeys(content, keys)
-	if err != nil || !changed {
+	out, _, err := SetManagedKeys(RevokeKeys(content, revoke), keys)
+	if err != nil {
 		return false, err
+	}
+	if changed = !bytes.Equal(out, content); !changed {
+		return false, nil
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -166,6 +166,10 @@ type AuthKeysOp struct {
 	// seen from the node's root, like DefaultAuthorizedKeysFile.
 	File string     `json:"file"`
 	Keys []KeyEntry `json:"keys"`
+	// Revoke lists key lines ("type base64") to remove from every line
+	// of the file, including lines the admin wrote: for keys that are
+	// replaced or compromised, like a migrated cluster's shared key.
+	Revoke []string `json:"revoke,omitempty"`
 }
 
 // Response is the helper's answer on stdout.
@@ -363,6 +367,7 @@ const maxKeyBits = 16384
 type updatePlan struct {
 	authFile    string // root-relative authorized_keys path
 	authKeys    []ManagedKey
+	authRevoke  []ssh.PublicKey
 	pubKeys     []PubKeyEntry
 	serverChain []*x509.Certificate
 	clientChain []*x509.Certificate
@@ -562,6 +567,13 @@ func (r *Request) checkAuthKeys(p *updatePlan) error {
 			return err
 		}
 		p.authKeys = append(p.authKeys, ManagedKey{UUID: e.UUID, Key: key})
+	}
+	for i, line := range op.Revoke {
+		key, err := parsePlainKeyLine(line)
+		if err != nil {
+			return badRequest("authorized_keys.revoke[%d]: %v", i, err)
+		}
+		p.authRevoke = append(p.authRevoke, key)
 	}
 	return nil
 }
@@ -954,7 +966,7 @@ func (u *updater) setAuthKeys() error {
 
 func (u *updater) updateAuthKeys(keys []ManagedKey) error {
 	path := u.root(u.plan.authFile)
-	changed, err := UpdateAuthorizedKeys(path, keys)
+	changed, err := UpdateAuthorizedKeys(path, keys, u.plan.authRevoke...)
 	if err != nil {
 		return fmt.Errorf("sshdist: updating %q: %w", path, err)
 	}
