@@ -93,8 +93,8 @@ func (d *Daemon) desired(s *fsm.State, k *keySet, n *fsm.Node) (*sshdist.Request
 	if err != nil {
 		return nil, fmt.Errorf("reading CA certificate: %w", err)
 	}
-	req.Files = []sshdist.File{{Name: "known_hosts", Data: string(kh)},
-		{Name: "ca.pem", Data: string(ca)}}
+	req.KnownHosts = string(kh)
+	req.Files = []sshdist.File{{Name: "ca.pem", Data: string(ca)}}
 	if n.MasterCandidate {
 		key, err := os.ReadFile(d.paths.CAKey())
 		if err != nil {

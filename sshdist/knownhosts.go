@@ -310,3 +310,51 @@ func appendLine(content []byte, line string) []byte {
 	}
 	return append(out, line...)
 }
+
+// MergeKnownHosts merges the pins of update (known_hosts text from the
+// master) into the file at path: a host it names is pinned to the key
+// update gives, replacing any other pin for that host; hosts it does
+// not name keep their pins. Merging instead of copying means a node
+// never loses a pin that a master which had not yet heard of a host
+// failed to send. Lines of update that do not parse are an error and
+// nothing changes.
+func MergeKnownHosts(path string, update []byte) (changed bool, err error) {
+	lines, err := parseKnownUpdate(update)
+	if err != nil {
+		return false, err
+	}
+	content, _, err := readRegular(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	out := content
+	for _, l := range lines {
+		if ok, _ := findHostKey(out, l.hosts[0], l.key); ok {
+			continue
+		}
+		out, _ = dropHost(out, l.hosts[0])
+		out = appendLine(out, knownhosts.Line(l.hosts, l.key)+"\n")
+	}
+	if bytes.Equal(out, content) {
+		return false, nil
+	}
+	return true, writeKnownHosts(path, out)
+}
+
+// parseKnownUpdate parses the lines MergeKnownHosts takes: plain pins
+// of one host each.
+func parseKnownUpdate(update []byte) ([]knownLine, error) {
+	var lines []knownLine
+	for i, line := range splitLines(update) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		l, ok := parseKnownLine(line)
+		if !ok || l.marker != "" || len(l.hosts) != 1 {
+			return nil, fmt.Errorf("%w: known_hosts update line %d is not "+
+				"one plain host pin", ErrBadHostAddress, i+1)
+		}
+		lines = append(lines, l)
+	}
+	return lines, nil
+}

@@ -55,3 +55,30 @@ func TestUpdateAuthorizedKeys_RevokeRemovesEveryCopy(t *testing.T) {
 		t.Fatalf("revoked key still authorised")
 	}
 }
+
+// TestMergeKnownHosts_KeepsOtherPins checks that a merge sets the pins
+// it names, replaces a changed one, and keeps pins it does not name.
+func TestMergeKnownHosts_KeepsOtherPins(t *testing.T) {
+	a, b, b2, c := newPub(t), newPub(t), newPub(t), newPub(t)
+	path := filepath.Join(t.TempDir(), "known_hosts")
+	old := KnownHostsLine("10.0.0.1:2222", a) + KnownHostsLine("10.0.0.2:2222", b)
+	if err := os.WriteFile(path, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	update := KnownHostsLine("10.0.0.2:2222", b2) + KnownHostsLine("10.0.0.3:22", c)
+	changed, err := MergeKnownHosts(path, []byte(update))
+	if err != nil || !changed {
+		t.Fatalf("got changed=%t err=%v, want a change", changed, err)
+	}
+	got, _ := os.ReadFile(path)
+	want := KnownHostsLine("10.0.0.1:2222", a) + update
+	if string(got) != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if changed, err := MergeKnownHosts(path, []byte(update)); changed || err != nil {
+		t.Fatalf("second merge: changed=%t err=%v, want no change", changed, err)
+	}
+	if _, err := MergeKnownHosts(path, []byte("garbage\n")); err == nil {
+		t.Fatalf("merge of garbage succeeded")
+	}
+}

@@ -103,6 +103,10 @@ type Request struct {
 	// Files are written to the state directory, each with the fixed
 	// mode its name has (see FileMode).
 	Files []File `json:"files,omitempty"`
+	// KnownHosts is known_hosts text merged into the node's
+	// known_hosts (see MergeKnownHosts): pins it names are set, others
+	// are kept.
+	KnownHosts string `json:"known_hosts,omitempty"`
 	// RemoveFiles are removed from the state directory, with their
 	// backups (see RemovableFile).
 	RemoveFiles []string `json:"remove_files,omitempty"`
@@ -393,7 +397,7 @@ func (r *Request) plan() (*updatePlan, error) {
 	p := &updatePlan{authFile: DefaultAuthorizedKeysFile}
 	checks := []func(*updatePlan) error{
 		r.checkKeyGen, r.checkTLS, r.checkFiles, r.checkRemoveFiles,
-		r.checkPubKeys, r.checkAuthKeys,
+		r.checkPubKeys, r.checkAuthKeys, r.checkKnownHosts,
 	}
 	for _, check := range checks {
 		if err := check(p); err != nil {
@@ -870,7 +874,24 @@ func (u *updater) installCerts() error {
 	return nil
 }
 
+func (r *Request) checkKnownHosts(*updatePlan) error {
+	if _, err := parseKnownUpdate([]byte(r.KnownHosts)); err != nil {
+		return badRequest("known_hosts: %v", err)
+	}
+	return nil
+}
+
 func (u *updater) writeFiles() error {
+	if u.req.KnownHosts != "" {
+		path := u.state("known_hosts")
+		changed, err := MergeKnownHosts(path, []byte(u.req.KnownHosts))
+		if err != nil {
+			return fmt.Errorf("sshdist: merging %q: %w", path, err)
+		}
+		if changed {
+			u.changed(filepath.Join(StateDir, "known_hosts"))
+		}
+	}
 	for _, f := range u.req.Files {
 		mode, _ := StateFileMode(f.Name)
 		backup := writableStateFiles[f.Name].backup
