@@ -36,6 +36,7 @@ type Mux struct {
 	base *tls.Config
 	rpc  *subListener
 	raft *subListener
+	hs   handshakes
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -94,6 +95,7 @@ func (m *Mux) Close() error {
 	m.once.Do(func() {
 		m.cancel()
 		m.err = m.ln.Close()
+		m.hs.abort()
 		m.rpc.Close()
 		m.raft.Close()
 		m.wg.Wait()

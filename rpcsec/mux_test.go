@@ -299,3 +299,46 @@ func trackedConns(a *Admission) int {
 	defer a.mu.Unlock()
 	return len(a.conns)
 }
+
+// Close ends handshakes that are waiting on a client, and returns.
+func TestMux_CloseAbortsHandshakes(t *testing.T) {
+	c := newTestCluster(t, localhost)
+	conn, err := net.Dial("tcp", c.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The handshake has begun once the client's hello is read; a
+	// client that sends nothing is held there.
+	waitTracked(t, &c.mux.hs, 1)
+
+	closed := make(chan error, 1)
+	go func() { closed <- c.mux.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatalf("Close still waiting after %v", wait)
+	}
+	expectClosed(t, conn)
+	if c.mux.hs.add(conn) {
+		t.Error("a handshake started after Close was recorded")
+	}
+}
+
+// waitTracked polls, for at most wait, until h holds n sockets.
+func waitTracked(t testing.TB, h *handshakes, n int) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		h.mu.Lock()
+		got := len(h.conns)
+		h.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("handshakes in progress: got %d, want %d", got, n)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+}

@@ -1,12 +1,12 @@
 package rpcsec
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"time"
 )
 
 // serve runs the handshake of one accepted connection and routes it.
@@ -15,10 +15,17 @@ func (m *Mux) serve(raw net.Conn) {
 	defer m.wg.Done()
 	peer := raw.RemoteAddr().String()
 
+	if !m.hs.add(raw) {
+		raw.Close() // the Mux is closing
+		return
+	}
+	// A deadline, not HandshakeContext, bounds the handshake: that
+	// would start a goroutine per handshake to watch the context.
+	raw.SetDeadline(time.Now().Add(handshakeTimeout))
 	tc := tls.Server(raw, m.base)
-	ctx, cancel := context.WithTimeout(m.ctx, handshakeTimeout)
-	err := tc.HandshakeContext(ctx)
-	cancel()
+	err := tc.Handshake()
+	m.hs.done(raw)
+	raw.SetDeadline(time.Time{})
 	if err != nil {
 		m.logRefusal(peer, tc, err)
 		raw.Close()
