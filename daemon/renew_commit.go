@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -149,7 +151,29 @@ func (r *renewRun) pushRequest(s *fsm.State, k *keySet, n *fsm.Node,
 		return nil
 	}
 	req.Activate = dropCA && n.UUID != r.me.UUID && !n.Offline
+	if req.AuthorizedKeys != nil {
+		req.AuthorizedKeys.Revoke = r.replacedKeys()
+	}
 	return req
+}
+
+// replacedKeys lists the old keys of the nodes that got a new key pair
+// in this run: they are revoked from every authorized_keys line, the
+// admin's included, so neither an old generation nor a shared key of a
+// migrated cluster keeps opening anything.
+func (r *renewRun) replacedKeys() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, st := range r.status {
+		f := strings.Fields(st.oldKey)
+		if st.newKey == nil || len(f) < 2 || seen[f[0]+" "+f[1]] {
+			continue
+		}
+		seen[f[0]+" "+f[1]] = true
+		out = append(out, f[0]+" "+f[1])
+	}
+	sort.Strings(out)
+	return out
 }
 
 // allAdopted reports whether every active node uses its new

@@ -61,14 +61,9 @@ func (r *renewRun) sharedKey() (string, int) {
 }
 
 // sharedKeyWarning tells the operator, after a migration from a shared
-// key pair, what is left to do by hand. Each node's copy of the shared
-// pair was backed up and replaced; lines that authorise it were written
-// by the admin and are not changed by the tool.
-//
-// TODO: remove the shared key from every authorized_keys in the push,
-// once the ssh-update request can revoke a key on any line (proposed
-// AuthKeysOp.Revoke); until then a node holding the backup could still
-// log in with it, so the operator is told to remove the lines.
+// key pair, what happened to it: each node's copy was backed up and
+// replaced, and the push revoked it from every authorized_keys line of
+// every reachable node (admin lines included).
 func (r *renewRun) sharedKeyWarning() string {
 	if !r.a.NewSSHKeys {
 		return ""
@@ -81,8 +76,8 @@ func (r *renewRun) sharedKeyWarning() string {
 	if key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err == nil {
 		fp = ssh.FingerprintSHA256(key)
 	}
-	return fmt.Sprintf("warning: %d nodes shared the key pair %s; each "+
-		"now has its own and keeps the shared one as a backup. Remove "+
-		"every authorized_keys line holding %s by hand on every node "+
-		"(ganeti-node does not change lines it did not write)", n, fp, fp)
+	return fmt.Sprintf("note: %d nodes shared the key pair %s; each now has "+
+		"its own, keeps the shared one as a backup (id_*.bak-*), and the "+
+		"shared key was revoked from every authorized_keys line of every "+
+		"reachable node; unreachable nodes get it when they return", n, fp)
 }

@@ -112,14 +112,6 @@ func (c *Cluster) checkOldRefused(t testing.TB, what string,
 	for from, snap := range old {
 		for _, to := range c.Hosts {
 			if ssh && sshWithKey(from, to, snap.keyFile) == nil {
-				if onAdminLine(t, to, snap.pub) {
-					// TODO: needs sshdist AuthKeysOp.Revoke (see the
-					// README, issue 7): the admin's bootstrap line
-					// from before the join still holds the old key.
-					t.Logf("%s: old key of %s still logs in to %s "+
-						"through an admin line", what, from.Name, to.Name)
-					continue
-				}
 				t.Errorf("%s: old key of %s still logs in to %s",
 					what, from.Name, to.Name)
 			}
@@ -636,12 +628,10 @@ func TestRenewCrypto_SharedKeyMigration(t *testing.T) {
 	}
 	checkBackups(t, c)
 	c.checkBoundary(t, "after the migration")
-	// TODO: with sshdist AuthKeysOp.Revoke the shared key must be gone
-	// from every authorized_keys; today the operator removes it.
+	// The shared key was revoked from every line, the admin's included.
 	for _, h := range c.Hosts {
 		if onAdminLine(t, h, shared) {
-			t.Logf("%s: shared key still on an admin line (removed by hand)",
-				h.Name)
+			t.Errorf("%s: the shared key is still authorised", h.Name)
 		}
 	}
 }
