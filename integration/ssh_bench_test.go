@@ -19,8 +19,13 @@ import (
 // (add a key line, then remove it) on every host, one `ssh` after the
 // other. Custom metrics, per iteration: promote-s, demote-s, openssh-s
 // (the baseline), fanout-s (the master's logged SSH fan-out time
-// within promote+demote) and speedup (openssh-s over promote-s plus
-// demote-s). scripts/bench-ssh.sh prints them as a table.
+// within promote+demote), speedup (openssh-s over promote-s plus
+// demote-s), and for profiling the CPU seconds spent during
+// promote+demote by all daemons (cpu-daemons-s) and by everything the
+// hosts' sshd ran (cpu-sshd-s: sshd sessions, shells, ssh-update), and
+// the same two during the baseline (cpu-daemons-openssh-s: the idle
+// daemons' own background work; cpu-sshd-openssh-s).
+// scripts/bench-ssh.sh prints them as a table.
 func BenchmarkSSH_PromoteDemote(b *testing.B) {
 	for _, n := range []int{5, 20} {
 		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
@@ -41,16 +46,21 @@ func benchPromoteDemote(b *testing.B, n int) {
 	logFrom := fileSize(b, master.path("daemon.log"))
 
 	var promote, demote, openssh time.Duration
+	var opCPU, baseCPU hostCPU
 	iters := 0
 	for b.Loop() {
+		cpu0 := cpuOf(b, c.Hosts)
 		start := time.Now()
 		benchOp(b, c, master, "promote", target.Name)
 		promoted := time.Now()
 		benchOp(b, c, master, "demote", target.Name)
 		demoted := time.Now()
 		b.StopTimer()
+		cpu1 := cpuOf(b, c.Hosts)
 		baseline.run(b)
 		openssh += time.Since(demoted)
+		baseCPU.add(cpuOf(b, c.Hosts).minus(cpu1))
+		opCPU.add(cpu1.minus(cpu0))
 		b.StartTimer()
 		promote += promoted.Sub(start)
 		demote += demoted.Sub(promoted)
@@ -64,6 +74,62 @@ func benchPromoteDemote(b *testing.B, n int) {
 	b.ReportMetric(per(openssh), "openssh-s")
 	b.ReportMetric(per(fanOutTime(b, master, logFrom)), "fanout-s")
 	b.ReportMetric(openssh.Seconds()/(promote+demote).Seconds(), "speedup")
+	b.ReportMetric(opCPU.daemons/float64(iters), "cpu-daemons-s")
+	b.ReportMetric(opCPU.sshd/float64(iters), "cpu-sshd-s")
+	b.ReportMetric(baseCPU.daemons/float64(iters), "cpu-daemons-openssh-s")
+	b.ReportMetric(baseCPU.sshd/float64(iters), "cpu-sshd-openssh-s")
+}
+
+// hostCPU is CPU time in seconds: used by the daemons themselves, and
+// by the processes the hosts' sshd listeners ran and reaped.
+type hostCPU struct{ daemons, sshd float64 }
+
+func (a hostCPU) minus(b hostCPU) hostCPU {
+	return hostCPU{a.daemons - b.daemons, a.sshd - b.sshd}
+}
+
+func (a *hostCPU) add(b hostCPU) {
+	a.daemons += b.daemons
+	a.sshd += b.sshd
+}
+
+// cpuOf reads /proc for the hosts' daemons (utime+stime, threads
+// included) and sshd listeners (cutime+cstime: every session they
+// reaped, with its shell and ssh-update helper).
+func cpuOf(b *testing.B, hosts []*Host) hostCPU {
+	b.Helper()
+	var sum hostCPU
+	for _, h := range hosts {
+		sum.daemons += procSeconds(b, h.daemon.cmd.Process.Pid, 14, 15)
+		sum.sshd += procSeconds(b, h.sshd.cmd.Process.Pid, 16, 17)
+	}
+	return sum
+}
+
+// clockTicks is USER_HZ, 100 on every Linux platform Go supports.
+const clockTicks = 100
+
+// procSeconds sums the given fields of /proc/PID/stat, numbered as in
+// proc(5) (14 utime, 15 stime, 16 cutime, 17 cstime), in seconds.
+func procSeconds(b *testing.B, pid int, fields ...int) float64 {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name (field 2) may hold spaces: field 3 is the first
+	// after its ")".
+	rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
+	f := strings.Fields(rest)
+	var ticks float64
+	for _, i := range fields {
+		v, err := strconv.ParseFloat(f[i-3], 64)
+		if err != nil {
+			b.Fatalf("/proc/%d/stat field %d: %v", pid, i, err)
+		}
+		ticks += v
+	}
+	return ticks / clockTicks
 }
 
 // benchOp runs a role change on the master; a reply that lists an

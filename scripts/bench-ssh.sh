@@ -45,6 +45,9 @@ awk '
 	rows[++n] = sprintf("%5s  %10.2f  %9.2f  %15.2f  %8.1fx  %10.2f",
 		hosts, v["promote-s"], v["demote-s"], v["openssh-s"],
 		v["speedup"], v["fanout-s"])
+	cpu[n] = sprintf("%5s  %14.2f  %11.2f  %19.2f  %22.2f", hosts,
+		v["cpu-daemons-s"], v["cpu-sshd-s"], v["cpu-sshd-openssh-s"],
+		v["cpu-daemons-openssh-s"])
 	if (hosts == 20) goal = v["speedup"]
 }
 END {
@@ -58,7 +61,14 @@ END {
 	print "OpenSSH loop s: add + remove a key line on every host, one ssh at a time"
 	print "speed-up: OpenSSH loop s / (promote s + demote s); goal >= 20x at 20 hosts"
 	print "fan-out s: the master'"'"'s logged SSH fan-out time within promote + demote"
+	print ""
+	print "CPU seconds per iteration (for profiling; the machine has", cpus, "CPUs):"
+	printf "%5s  %14s  %11s  %19s  %22s\n", "hosts", "daemons (ops)",
+		"sshd (ops)", "sshd (OpenSSH loop)", "daemons (OpenSSH loop)"
+	for (i = 1; i <= n; i++) print cpu[i]
+	print "sshd: everything the hosts'"'"' sshd ran (sessions, shells, ssh-update);"
+	print "daemons during the OpenSSH loop: their background work while idle"
 	if (goal != "")
 		printf "goal at 20 hosts: %s (%.1fx)\n",
 			(goal >= 20 ? "met" : "NOT met"), goal
-}' "$out"
+}' cpus="$(nproc)" "$out"
