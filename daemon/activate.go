@@ -50,6 +50,7 @@ func (d *Daemon) activate() error {
 	}
 	d.applied.setFloor(idx)
 	d.adm.Set(m)
+	d.admitted.Store(idx)
 
 	mux, err := rpcsec.Listen(nf.Addr(), id, d.adm,
 		d.log.With("component", "rpcsec"))
@@ -152,6 +153,9 @@ func (d *Daemon) observe(s *fsm.State) {
 	}
 	if s.Initialised() {
 		d.adm.Set(s.CandidateMap)
+		// Only now does status report this index as applied: the master
+		// waits on it before it calls a revocation done.
+		d.admitted.Store(s.Index)
 		rec, _ := json.Marshal(admissionRecord{Index: s.Index, Map: s.CandidateMap})
 		if err := atomicfile.Write(d.paths.AdmissionFile(), rec, 0o644); err != nil {
 			d.log.Error("writing admission record failed", "err", err)

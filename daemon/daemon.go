@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ganeti-node/fsm"
@@ -72,6 +73,7 @@ type Daemon struct {
 	rpcSrv *http.Server
 
 	applied   appliedIndex
+	admitted  atomic.Uint64 // index whose candidate map admission uses
 	leader    leaderState
 	opMu      sync.Mutex
 	pendingMu sync.Mutex

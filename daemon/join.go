@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"ganeti-node/raftnode"
 	"net"
 	"os"
 	"time"
@@ -113,6 +114,9 @@ func (d *Daemon) opJoin(ctx context.Context, a JoinArgs) (*OpResult, error) {
 	node.MasterCandidate = node.MasterCapable && len(s.Candidates()) < s.Cluster.CandidatePoolSize
 	if err := j.commit(digest); err != nil {
 		j.undo()
+		if errors.Is(err, raftnode.ErrNotLeader) {
+			return nil, fmt.Errorf("join %s: %w", node.Name, errNotLeaderNow)
+		}
 		return nil, fmt.Errorf("join %s: committing: %w", node.Name, err)
 	}
 
@@ -125,6 +129,14 @@ func (d *Daemon) opJoin(ctx context.Context, a JoinArgs) (*OpResult, error) {
 
 	// 6. Raft membership: voter for a candidate, non-voter otherwise.
 	if err := d.setSuffrage(node, wantSuffrage(node)); err != nil {
+		if errors.Is(err, raftnode.ErrNotLeader) {
+			// The node is committed; undoing needs the leader. The new
+			// master finishes Raft membership; the host's files need a
+			// re-add.
+			return nil, fmt.Errorf("join %s was interrupted by a change of "+
+				"master after it was committed; run `ganeti-node join --readd "+
+				"--primary-ip %s %s` on the new master", node.Name, node.PrimaryIP, node.Name)
+		}
 		j.undo()
 		return nil, fmt.Errorf("join %s: adding to raft: %w", node.Name, err)
 	}

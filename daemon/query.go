@@ -21,7 +21,7 @@ func (d *Daemon) status() Status {
 	if n := s.Nodes[leaderID]; n != nil {
 		st.Leader = n.Name
 	}
-	st.AppliedIndex = s.Index
+	st.AppliedIndex = min(s.Index, d.admitted.Load())
 	st.Term = r.Term()
 	if n := s.Nodes[nf.UUID]; n != nil {
 		st.Role = s.Role(n)

@@ -111,11 +111,15 @@ func (d *Daemon) revoke(ctx context.Context, op string, s *fsm.State, n *fsm.Nod
 		return nil, fmt.Errorf("node %s is the master; run `ganeti-node cluster "+
 			"failover` on another candidate first", n.Name)
 	}
-	if op == OpDemote && !n.MasterCandidate {
-		return &OpResult{Message: fmt.Sprintf("node %s is not a master candidate", n.Name)}, nil
-	}
-	if op == OpOffline && n.Offline {
-		return &OpResult{Message: fmt.Sprintf("node %s is already offline", n.Name)}, nil
+	if (op == OpDemote && !n.MasterCandidate) || (op == OpOffline && n.Offline) {
+		// An earlier attempt may have committed and been cut off: the
+		// answer waits, like a fresh one, until every reachable node
+		// has applied the configuration.
+		msg := fmt.Sprintf("node %s is not a master candidate", n.Name)
+		if op == OpOffline {
+			msg = fmt.Sprintf("node %s is already offline", n.Name)
+		}
+		return &OpResult{Message: msg, Unreachable: d.waitApplied(ctx, s, s.Index)}, nil
 	}
 	changes := revokeChanges(op, n)
 	if n.MasterCandidate {
