@@ -44,6 +44,8 @@ func NewApp() *cli.App {
 			nodeCmd(daemon.OpOffline, "mark a node offline and revoke its powers", true),
 			nodeCmd(daemon.OpOnline, "bring an offline node back", false),
 			nodeCmd(daemon.OpRemove, "remove a node from the cluster", false),
+			nodeCmd(daemon.OpDrain, "mark a node drained (no new instances; not a candidate)", true),
+			nodeCmd(daemon.OpUndrain, "clear a node's drained flag", false),
 			modifyCmd(), listCmd(), statusCmd(), clusterCmd(), sshUpdateCmd(),
 		},
 	}

@@ -114,4 +114,6 @@ const (
 	OpRemove   = "remove"
 	OpModify   = "modify"
 	OpFailover = "failover"
+	OpDrain    = "drain"
+	OpUndrain  = "undrain"
 )

@@ -215,7 +215,8 @@ func (d *Daemon) dispatch(ctx context.Context, req OpRequest) (*OpResult, error)
 			return nil, err
 		}
 		return d.opJoin(ctx, a)
-	case OpPromote, OpDemote, OpOffline, OpOnline, OpRemove, OpModify, OpFailover:
+	case OpPromote, OpDemote, OpOffline, OpOnline, OpRemove, OpModify, OpFailover,
+		OpDrain, OpUndrain:
 		var a NodeArgs
 		if err := strictUnmarshal(req.Args, &a); err != nil {
 			return nil, err

@@ -326,12 +326,12 @@ func (b rapiBackend) Master() rapi.Master {
 	return out
 }
 
-// rapiOps maps RAPI operations to the CLI's; drain and undrain have
-// none yet.
+// rapiOps maps RAPI operations to the CLI's.
 var rapiOps = map[rapi.OpKind]string{
 	rapi.OpPromote: OpPromote, rapi.OpDemote: OpDemote,
 	rapi.OpOffline: OpOffline, rapi.OpOnline: OpOnline,
-	rapi.OpModify: OpModify,
+	rapi.OpModify: OpModify, rapi.OpDrain: OpDrain,
+	rapi.OpUndrain: OpUndrain,
 }
 
 // Supports reports whether the CLI has an operation for k.

@@ -26,8 +26,10 @@ func (d *Daemon) nodeOp(ctx context.Context, op string, a NodeArgs) (*OpResult, 
 	switch op {
 	case OpPromote:
 		return d.promote(ctx, s, n)
-	case OpDemote, OpOffline, OpRemove:
+	case OpDemote, OpOffline, OpRemove, OpDrain:
 		return d.revoke(ctx, op, s, n, a.AutoPromote)
+	case OpUndrain:
+		return d.undrain(ctx, n)
 	case OpOnline:
 		return d.online(ctx, s, n)
 	case OpModify:
@@ -111,13 +113,17 @@ func (d *Daemon) revoke(ctx context.Context, op string, s *fsm.State, n *fsm.Nod
 		return nil, fmt.Errorf("node %s is the master; run `ganeti-node cluster "+
 			"failover` on another candidate first", n.Name)
 	}
-	if (op == OpDemote && !n.MasterCandidate) || (op == OpOffline && n.Offline) {
+	if (op == OpDemote && !n.MasterCandidate) || (op == OpOffline && n.Offline) ||
+		(op == OpDrain && n.Drained) {
 		// An earlier attempt may have committed and been cut off: the
 		// answer waits, like a fresh one, until every reachable node
 		// has applied the configuration.
 		msg := fmt.Sprintf("node %s is not a master candidate", n.Name)
-		if op == OpOffline {
+		switch op {
+		case OpOffline:
 			msg = fmt.Sprintf("node %s is already offline", n.Name)
+		case OpDrain:
+			msg = fmt.Sprintf("node %s is already drained", n.Name)
 		}
 		return &OpResult{Message: msg, Unreachable: d.waitApplied(ctx, s, s.Index)}, nil
 	}
@@ -150,6 +156,9 @@ func revokeChanges(op string, n *fsm.Node) []fsm.Change {
 	if op == OpOffline {
 		p.Offline, p.WasCandidate = true, n.MasterCandidate
 	}
+	if op == OpDrain {
+		p.Drained = true
+	}
 	p.MasterCandidate = false
 	return []fsm.Change{{Op: fsm.OpPutNode, Node: &p},
 		{Op: fsm.OpSetCert, UUID: n.UUID}}
@@ -161,6 +170,8 @@ func revokeMessage(op string, n *fsm.Node) string {
 		return fmt.Sprintf("node %s demoted to regular node", n.Name)
 	case OpOffline:
 		return fmt.Sprintf("node %s is offline", n.Name)
+	case OpDrain:
+		return fmt.Sprintf("node %s is drained", n.Name)
 	}
 	return fmt.Sprintf("node %s removed", n.Name)
 }
@@ -362,4 +373,15 @@ func (d *Daemon) wipeRemoved(ctx context.Context, s *fsm.State, n *fsm.Node) {
 	j.sess = c.NewSession()
 	defer j.sess.Close()
 	j.wipe(s.Cluster.Name)
+}
+
+// undrain clears the drained flag; like Ganeti it does not promote.
+func (d *Daemon) undrain(ctx context.Context, n *fsm.Node) (*OpResult, error) {
+	if !n.Drained {
+		return &OpResult{Message: fmt.Sprintf("node %s is not drained", n.Name)}, nil
+	}
+	p := *n
+	p.Drained = false
+	return d.commitRoles(ctx, []fsm.Change{{Op: fsm.OpPutNode, Node: &p}},
+		fmt.Sprintf("node %s is no longer drained", n.Name))
 }

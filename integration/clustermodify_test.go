@@ -84,3 +84,39 @@ func nodeUUID(t testing.TB, c *Cluster, from *Host, name string) string {
 	t.Fatalf("node %s not listed on %s", name, from.Name)
 	return ""
 }
+
+func roleOf(t testing.TB, c *Cluster, from *Host, name string) string {
+	t.Helper()
+	for _, n := range c.List(from) {
+		if n.Name == name {
+			return n.Role
+		}
+	}
+	t.Fatalf("node %s not listed on %s", name, from.Name)
+	return ""
+}
+
+// TestRoles_DrainUndrain checks that draining a candidate revokes it
+// like a demotion (with a replacement promoted) and that undrain makes
+// it a regular node again.
+func TestRoles_DrainUndrain(t *testing.T) {
+	c := newCluster(t, 4, 4, Options{})
+	master, n2, n4 := c.Hosts[0], c.Hosts[1], c.Hosts[3]
+	if _, _, err := c.Run(master, "drain", n2.Name); err == nil {
+		t.Fatalf("drain of a candidate without --auto-promote succeeded")
+	}
+	c.MustRun(master, "drain", "--auto-promote", n2.Name)
+	if got := roleOf(t, c, master, n2.Name); got != "drained" {
+		t.Fatalf("%s is %q after drain, want drained", n2.Name, got)
+	}
+	if got := roleOf(t, c, master, n4.Name); got != "candidate" {
+		t.Fatalf("%s is %q after the drain, want candidate", n4.Name, got)
+	}
+	if err := c.SSH(n2, c.Hosts[2], "true"); err == nil {
+		t.Fatalf("drained %s still logs in to %s", n2.Name, c.Hosts[2].Name)
+	}
+	c.MustRun(master, "undrain", n2.Name)
+	if got := roleOf(t, c, master, n2.Name); got != "regular" {
+		t.Fatalf("%s is %q after undrain, want regular", n2.Name, got)
+	}
+}
