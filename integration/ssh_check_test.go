@@ -10,42 +10,65 @@ import (
 // they are meant to, and accept what the tool may legitimately do.
 
 func TestSSHCheck_AuthorizedKeys(t *testing.T) {
-	h := &Host{Name: "nodeX", Root: t.TempDir()}
 	admin := adminOptions + "ssh-ed25519 AAAAF admin@x\n" + adminComment +
-		"\nssh-ed25519 AAAAM"
-	w := &sshWorld{t: t, admin: map[*Host]string{h: admin}}
+		"\nssh-ed25519 AAAAG admin@y"
 	a := "ssh-ed25519 AAAAA ganeti-node:aaaaaaaa-0000-4000-8000-000000000000\n"
 	b := "ssh-ed25519 AAAAB ganeti-node:bbbbbbbb-0000-4000-8000-000000000000\n"
-	managed := []string{a, b}
+	both := []string{a, b}
 
 	cases := []struct {
 		name    string
-		member  bool
 		content string
+		managed []string
 		ok      bool
 	}{
-		{"exact", true, admin + "\n" + a + b, true},
-		{"managed reordered", true, admin + "\n" + b + a, true},
-		{"managed missing", true, admin + "\n" + a, false},
-		{"managed extra", true, admin + "\n" + a + b + b, false},
-		{"managed with options", true, admin + "\nno-pty " + a + b, false},
-		{"managed glued to admin", true, admin + a + b, false},
-		{"blank line lost", true, adminOptions +
+		{"block on top", a + b + admin, both, true},
+		{"block at the end", admin + "\n" + a + b, both, true},
+		{"block reordered", b + a + admin, both, true},
+		{"block inside", adminOptions + "ssh-ed25519 AAAAF admin@x\n" +
+			a + b + adminComment + "\nssh-ed25519 AAAAG admin@y", both, true},
+		{"block split", a + admin + "\n" + b, both, false},
+		{"managed missing", a + admin, both, false},
+		{"managed extra", a + b + b + admin, both, false},
+		{"managed with options", "no-pty " + a + b + admin, both, false},
+		{"managed glued to admin", admin + a + b, both, false},
+		{"newline added above block", a + b + admin + "\n", both, false},
+		{"blank line lost", a + b + adminOptions +
 			"ssh-ed25519 AAAAF admin@x\n" + adminComment +
-			"ssh-ed25519 AAAAM\n" + a + b, false},
-		{"admin reordered", true, adminComment + adminOptions +
-			"ssh-ed25519 AAAAF admin@x\n\nssh-ed25519 AAAAM\n" + a + b, false},
-		{"managed before admin", true, a + b + admin + "\n", false},
-		{"no member, untouched", false, admin, true},
-		{"no member, ended", false, admin + "\n", true},
-		{"no member, managed left", false, admin + "\n" + a, false},
+			"ssh-ed25519 AAAAG admin@y", both, false},
+		{"admin reordered", a + b + adminComment + adminOptions +
+			"ssh-ed25519 AAAAF admin@x\n\nssh-ed25519 AAAAG admin@y",
+			both, false},
+		{"cleared", admin, nil, true},
+		{"cleared, ended", admin + "\n", nil, true},
+		{"not cleared", a + admin, nil, false},
 	}
 	for _, tc := range cases {
-		writeFile(t, h.path(authKeysRel), tc.content, 0o600)
-		state := w.authKeysState(h, tc.member, managed)
+		state := splitState("nodeX", tc.content, admin, tc.managed)
 		if (state == "") != tc.ok {
 			t.Errorf("%s: state %q, want ok=%v", tc.name, state, tc.ok)
 		}
+	}
+}
+
+func TestSSHCheck_NeverJoinedKeepsAdminFile(t *testing.T) {
+	h := &Host{Name: "nodeX", Root: t.TempDir()}
+	w := &sshWorld{t: t, seeded: map[*Host]string{},
+		joined: map[*Host]bool{}}
+	if state := w.authKeysState(h, false, nil); state != "" {
+		t.Errorf("no file, none seeded: state %q, want ok", state)
+	}
+	writeFile(t, h.path(authKeysRel), "x\n", 0o600)
+	if state := w.authKeysState(h, false, nil); state == "" {
+		t.Errorf("file where none was seeded: state ok, want a problem")
+	}
+	w.seeded[h] = "ssh-ed25519 AAAAA ganeti-node:x\nx"
+	if state := w.authKeysState(h, false, nil); state == "" {
+		t.Errorf("seeded file changed: state ok, want a problem")
+	}
+	writeFile(t, h.path(authKeysRel), w.seeded[h], 0o600)
+	if state := w.authKeysState(h, false, nil); state != "" {
+		t.Errorf("seeded file as written: state %q, want ok", state)
 	}
 }
 

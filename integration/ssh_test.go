@@ -21,9 +21,10 @@ import (
 // candidates, and real ssh with a node's own key must log in exactly
 // where those files say.
 
-// The admin's own lines that every host's authorized_keys starts with
-// before it joins: a foreign key with options, a comment, a blank line
-// and, without a final newline, the key the admin trusts for the join.
+// The admin's own lines in every host's authorized_keys: a foreign key
+// with options, a comment, a blank line and another foreign key without
+// a final newline. Before a join the admin puts the master's
+// `authorized-keys` line above them; that line is managed by the tool.
 const (
 	adminOptions = `from="192.0.2.0/24",no-agent-forwarding `
 	adminComment = "# the admin's own lines: ganeti-node must keep them\n"
@@ -32,13 +33,16 @@ const (
 )
 
 // sshWorld is a cluster plus what the test knows independently of the
-// product: the admin lines it wrote into each host's authorized_keys,
-// a known_hosts of every host's sshd that the test trusts itself, and
-// foreign keys nobody in the cluster holds.
+// product: the admin's own lines and the whole file it wrote into each
+// host's authorized_keys, which hosts ever joined, a known_hosts of
+// every host's sshd that the test trusts itself, and foreign keys
+// nobody in the cluster holds.
 type sshWorld struct {
 	*Cluster
 	t          testing.TB
-	admin      map[*Host]string
+	admin      map[*Host]string // the admin's own lines
+	seeded     map[*Host]string // the file as the admin wrote it
+	joined     map[*Host]bool   // joined at least once
 	knownHosts string
 	foreign    []string
 }
@@ -48,7 +52,8 @@ type sshWorld struct {
 func newSSHWorld(t testing.TB, n int) *sshWorld {
 	t.Helper()
 	w := &sshWorld{Cluster: NewCluster(t, n), t: t,
-		admin: map[*Host]string{}}
+		admin: map[*Host]string{}, seeded: map[*Host]string{},
+		joined: map[*Host]bool{}}
 	dir := t.TempDir()
 	var kh strings.Builder
 	for _, h := range w.Hosts {
@@ -96,38 +101,41 @@ func writeFile(t testing.TB, path, data string, mode os.FileMode) {
 	}
 }
 
-// seed writes h's authorized_keys as an admin would: the admin lines,
-// ending with last and no final newline.
-func (w *sshWorld) seed(h *Host, last string) {
+// seed writes h's authorized_keys as an admin would: trust (lines for
+// the join, or "") above the admin's own lines.
+func (w *sshWorld) seed(h *Host, trust string) {
 	w.t.Helper()
-	content := adminOptions + w.foreign[0] + "\n" + adminComment + "\n" +
-		last
-	writeFile(w.t, h.path(authKeysRel), content, 0o600)
-	w.admin[h] = content
+	admin := adminOptions + w.foreign[0] + "\n" + adminComment + "\n" +
+		w.foreign[1]
+	writeFile(w.t, h.path(authKeysRel), trust+admin, 0o600)
+	w.admin[h], w.seeded[h] = admin, trust+admin
 }
 
 // trust seeds h, unless it was seeded before, with node1's
-// `authorized-keys` line as its last admin line, as the admin does
-// before a join.
+// `authorized-keys` output on top, as the admin does before a join.
 func (w *sshWorld) trust(h *Host) {
 	w.t.Helper()
 	if _, ok := w.admin[h]; ok {
 		return
 	}
-	key := strings.TrimSpace(w.MustRun(w.Hosts[0], "authorized-keys"))
-	w.seed(h, key)
+	line := w.MustRun(w.Hosts[0], "authorized-keys")
+	if !strings.HasSuffix(line, "\n") {
+		line += "\n"
+	}
+	w.seed(h, line)
 }
 
-// initCluster seeds node1 with a foreign key as its last admin line
-// and initialises the cluster there.
+// initCluster seeds node1 with the admin's lines alone and initialises
+// the cluster there.
 func (w *sshWorld) initCluster() {
 	w.t.Helper()
-	w.seed(w.Hosts[0], w.foreign[1])
+	w.seed(w.Hosts[0], "")
 	w.Init(w.Hosts[0])
+	w.joined[w.Hosts[0]] = true
 }
 
 // ensureMaster makes node1 the master again if leadership moved, so
-// that joins use node1's key, the only key admins trust (see trust).
+// that joins use node1's key, the key the admin trusted (see trust).
 func (w *sshWorld) ensureMaster() {
 	w.t.Helper()
 	n1 := w.Hosts[0]
@@ -163,6 +171,7 @@ func (w *sshWorld) join(h *Host, extra ...string) {
 		w.t.Errorf("join %s: stdout %q, want no unreachable node", h.Name,
 			out)
 	}
+	w.joined[h] = true
 	WaitFor(w.t, h.Name+" to be initialised after join", convergeWithin,
 		func() (bool, string) {
 			st, err := w.TryStatus(h)
@@ -281,50 +290,81 @@ func (w *sshWorld) filesState(nodes []NodeInfo, hosts []*Host) string {
 	return strings.Join(bad, "\n")
 }
 
-// authKeysState checks h's authorized_keys: the admin lines byte for
-// byte, then (on members) exactly the managed lines.
+// authKeysState checks h's authorized_keys. A host that never joined
+// keeps the file the admin wrote. Otherwise the file is the admin's own
+// lines byte for byte, and, in one block, exactly managed on a member
+// and no managed line at all on a removed node.
 func (w *sshWorld) authKeysState(h *Host, member bool,
 	managed []string) string {
-	admin, seeded := w.admin[h]
+	seeded, ok := w.seeded[h]
 	data, err := os.ReadFile(h.path(authKeysRel))
 	switch {
-	case !seeded && err == nil:
+	case !ok && err == nil:
 		return fmt.Sprintf("%s: authorized_keys %q, want no file",
 			h.Name, data)
-	case !seeded && os.IsNotExist(err):
+	case !ok && os.IsNotExist(err):
 		return ""
 	case err != nil:
 		return fmt.Sprintf("%s: %v", h.Name, err)
-	}
-	got := string(data)
-	// The admin's last line has no newline; the tool ends it before it
-	// appends its block, and may keep that newline when the block goes.
-	ended := admin
-	if !strings.HasSuffix(ended, "\n") {
-		ended += "\n"
-	}
-	if !member {
-		if got != admin && got != ended {
-			return fmt.Sprintf("%s (no member): authorized_keys:\n"+
-				"got  %q\nwant %q", h.Name, got, admin)
+	case !w.joined[h]:
+		if string(data) != seeded {
+			return fmt.Sprintf("%s (never joined): authorized_keys:\n"+
+				"got  %q\nwant %q", h.Name, data, seeded)
 		}
 		return ""
 	}
-	rest, ok := strings.CutPrefix(got, ended)
-	if !ok {
-		return fmt.Sprintf("%s: authorized_keys does not start with the "+
-			"admin lines:\ngot  %q\nwant %q...", h.Name, got, ended)
+	if !member {
+		managed = nil
 	}
-	lines := strings.SplitAfter(rest, "\n")
-	if lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
+	return splitState(h.Name, string(data), w.admin[h], managed)
+}
+
+// splitState checks that content is admin with one block of exactly
+// the managed lines (in any order) somewhere between its lines. The
+// admin's last line has no newline; the tool ends it when it appends
+// its block after it, and may keep that newline when the block goes.
+func splitState(name, content, admin string, managed []string) string {
+	var rest strings.Builder
+	var got []string
+	first, last := -1, -1
+	lines := strings.SplitAfter(content, "\n")
+	for i, l := range lines {
+		if !isManagedLine(l) {
+			rest.WriteString(l)
+			continue
+		}
+		got = append(got, l)
+		if first < 0 {
+			first = i
+		}
+		last = i
 	}
-	slices.Sort(lines)
-	if !slices.Equal(lines, managed) {
-		return fmt.Sprintf("%s: managed lines:\ngot  %q\nwant %q",
-			h.Name, lines, managed)
+	slices.Sort(got)
+	if !slices.Equal(got, managed) {
+		return fmt.Sprintf("%s: managed lines:\ngot  %q\nwant %q", name,
+			got, managed)
+	}
+	if len(got) > 0 && last-first+1 != len(got) {
+		return fmt.Sprintf("%s: managed lines not in one block: %q", name,
+			content)
+	}
+	ended := admin + "\n"
+	atEnd := len(got) == 0 || last == len(lines)-1 ||
+		last == len(lines)-2 && lines[len(lines)-1] == ""
+	if r := rest.String(); r != admin &&
+		!(atEnd && !strings.HasSuffix(admin, "\n") && r == ended) {
+		return fmt.Sprintf("%s: the admin's lines changed:\ngot  %q\n"+
+			"want %q\nin %q", name, r, admin, content)
 	}
 	return ""
+}
+
+// isManagedLine reports whether an authorized_keys line carries the
+// tool's marker: a key whose comment starts with "ganeti-node:".
+func isManagedLine(line string) bool {
+	f := strings.Fields(line)
+	return len(f) >= 3 && !strings.HasPrefix(f[0], "#") &&
+		strings.HasPrefix(f[len(f)-1], "ganeti-node:")
 }
 
 // pubKeysState checks that h has a 0600 ganeti_pub_keys holding
@@ -364,8 +404,8 @@ type loginPair struct {
 
 // checkLogins tries real ssh from every host of hosts that has a key
 // to every other one. A login must work exactly when the source is a
-// candidate and the target a member in nodes, or when the source's key
-// is one of the target's admin lines.
+// candidate and the target a member in nodes, or when the target never
+// joined and the admin wrote the source's key there.
 func (w *sshWorld) checkLogins(what string, nodes []NodeInfo,
 	hosts []*Host) {
 	w.t.Helper()
@@ -382,7 +422,7 @@ func (w *sshWorld) checkLogins(what string, nodes []NodeInfo,
 			}
 			_, member := findNode(nodes, to.Name)
 			want := isMC(n) && member ||
-				strings.Contains(w.admin[to], key)
+				!w.joined[to] && strings.Contains(w.seeded[to], key)
 			pairs = append(pairs, loginPair{from, to,
 				from.path(ownKeyRel), want})
 		}
@@ -430,7 +470,7 @@ func (w *sshWorld) login(key string, to *Host) (bool, error) {
 		"-o", "StrictHostKeyChecking=yes",
 		"-o", "UserKnownHostsFile="+w.knownHosts,
 		"-o", "GlobalKnownHostsFile=/dev/null",
-		"-o", "ConnectTimeout=5",
+		"-o", "ConnectTimeout=20", // a bound for busy CI hosts only
 		"-F", "/dev/null",
 		"-p", strconv.Itoa(to.SSHPort), "root@"+to.IP, "true")
 	cmd.Env = cleanEnv()
@@ -451,7 +491,13 @@ func (w *sshWorld) login(key string, to *Host) (bool, error) {
 func (w *sshWorld) op(args ...string) string {
 	w.t.Helper()
 	w.ensureMaster()
-	out := w.MustRun(w.Hosts[0], args...)
+	return w.opOn(w.Hosts[0], args...)
+}
+
+// opOn is op on h, wherever leadership is.
+func (w *sshWorld) opOn(h *Host, args ...string) string {
+	w.t.Helper()
+	out := w.MustRun(h, args...)
 	if strings.Contains(out, "unreachable:") {
 		w.t.Errorf("ganeti-node %s: stdout %q, want no unreachable node "+
 			"(all hosts are up)", strings.Join(args, " "), out)
@@ -476,8 +522,8 @@ func (w *sshWorld) refused(want string, args ...string) {
 	}
 }
 
-// files reads every host's authorized_keys and ganeti_pub_keys
-// ("<missing>" when absent), by path.
+// files reads every host's authorized_keys and ganeti_pub_keys, by
+// path; a file that cannot be read shows as "<error>".
 func (w *sshWorld) files() map[string]string {
 	m := map[string]string{}
 	for _, h := range w.Hosts {
@@ -625,6 +671,14 @@ func TestSSH_RoleChangesKeepKeysExact(t *testing.T) {
 	w.expect("online node4 with room in the pool", want)
 
 	w.checkReadd(n4, want)
+
+	// node1's key reached every host through the admin before each join;
+	// as a managed line it goes when node1 stops being a candidate.
+	w.MustRun(n5, "cluster", "failover")
+	w.waitMaster(n5)
+	w.opOn(n5, "demote", "--auto-promote", "node1")
+	w.expect("demote --auto-promote node1, the first master",
+		"node1=regular/nonvoter node4=mc/voter node5=mc/voter")
 }
 
 // modifyMasterCapable runs `modify NODE --master-capable=true` in the
