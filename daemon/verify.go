@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -513,26 +512,14 @@ func (d *Daemon) awaitIndex(ctx context.Context, min uint64) *fsm.State {
 	}
 }
 
-// certBlocksOf returns the CERTIFICATE blocks of the PEM file at path,
-// re-encoded so that no other block (the key) can slip through; "" when
-// the file is missing or holds none.
+// certBlocksOf returns the certificates of the PEM file at path,
+// without its key; "" when the file is missing or holds none.
 func certBlocksOf(path string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
-	var out []byte
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return string(out)
-		}
-		if b.Type == "CERTIFICATE" {
-			out = append(out, pem.EncodeToMemory(
-				&pem.Block{Type: b.Type, Bytes: b.Bytes})...)
-		}
-	}
+	return string(rpcsec.CertificatesOnly(data))
 }
 
 // ownKeyFP returns the fingerprint of the node's own SSH key, or why

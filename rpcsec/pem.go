@@ -74,3 +74,14 @@ func keyMatches(cert *x509.Certificate, key crypto.Signer) bool {
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	return ok && pub.Equal(cert.PublicKey)
 }
+
+// CertificatesOnly returns the CERTIFICATE blocks of data re-encoded,
+// so that no other block (a private key) can slip through when a
+// certificate file is shown to another node; nil when there are none.
+func CertificatesOnly(data []byte) []byte {
+	var out []byte
+	for _, der := range blocks(data, "CERTIFICATE") {
+		out = append(out, encodeCert(der)...)
+	}
+	return out
+}

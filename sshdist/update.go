@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"ganeti-node/rpcsec"
 	"io"
 	"io/fs"
 	"os"
@@ -1074,25 +1075,14 @@ func (u *updater) report() error {
 	return nil
 }
 
-// certsOf returns the CERTIFICATE blocks of the state file name, and
-// "" when it is missing or holds none. Key blocks are never copied.
+// certsOf returns the certificates of the state file name, without
+// its key; "" when it is missing or holds none.
 func (u *updater) certsOf(name string) string {
 	data, err := os.ReadFile(u.state(name))
 	if err != nil {
 		return ""
 	}
-	var out []byte
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return string(out)
-		}
-		if block.Type == "CERTIFICATE" {
-			out = append(out, pem.EncodeToMemory(
-				&pem.Block{Type: block.Type, Bytes: block.Bytes})...)
-		}
-	}
+	return string(rpcsec.CertificatesOnly(data))
 }
 
 // statDir adds the regular, non-hidden files of the root-relative dir.
