@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -137,19 +139,39 @@ func nodeCmd(op, usage string, autoPromote bool) *cli.Command {
 }
 
 func modifyCmd() *cli.Command {
-	return &cli.Command{Name: "modify", Usage: "change a node's flags", ArgsUsage: "NODE",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "master-capable"}},
+	return &cli.Command{Name: "modify", Usage: "change a node's flags",
+		ArgsUsage: "NODE --master-capable=BOOL",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "master-capable"}},
 		Action: func(c *cli.Context) error {
-			name, err := oneArg(c, "NODE")
+			name, v, err := modifyArgs(c)
 			if err != nil {
 				return err
 			}
-			if !c.IsSet("master-capable") {
-				return fmt.Errorf("modify %s: nothing to change; give --master-capable=BOOL", name)
-			}
-			v := c.Bool("master-capable")
-			return runOp(c, daemon.OpModify, daemon.NodeArgs{Node: name, MasterCapable: &v})
+			return runOp(c, daemon.OpModify, daemon.NodeArgs{Node: name, MasterCapable: v})
 		}}
+}
+
+// modifyArgs reads `modify [--master-capable=BOOL] NODE` and DESIGN's
+// `modify NODE --master-capable=BOOL` alike: urfave/cli stops reading
+// flags at the first argument, so a trailing flag is parsed here.
+func modifyArgs(c *cli.Context) (string, *bool, error) {
+	args := c.Args().Slice()
+	if len(args) == 2 && strings.HasPrefix(args[1], "--master-capable=") {
+		v, err := strconv.ParseBool(strings.TrimPrefix(args[1], "--master-capable="))
+		if err != nil {
+			return "", nil, fmt.Errorf("--master-capable needs true or false, got %q", args[1])
+		}
+		return args[0], &v, nil
+	}
+	name, err := oneArg(c, "NODE")
+	if err != nil {
+		return "", nil, err
+	}
+	if !c.IsSet("master-capable") {
+		return "", nil, fmt.Errorf("modify %s: nothing to change; give --master-capable=BOOL", name)
+	}
+	v := c.Bool("master-capable")
+	return name, &v, nil
 }
 
 func listCmd() *cli.Command {

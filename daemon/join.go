@@ -111,7 +111,8 @@ func (d *Daemon) opJoin(ctx context.Context, a JoinArgs) (*OpResult, error) {
 
 	// 4. Commit the node; a master-capable node becomes a candidate at
 	// once while the pool is not full.
-	node.MasterCandidate = node.MasterCapable && len(s.Candidates()) < s.Cluster.CandidatePoolSize
+	node.MasterCandidate = node.MasterCapable &&
+		otherCandidates(s, node.UUID) < s.Cluster.CandidatePoolSize
 	if err := j.commit(digest); err != nil {
 		j.undo()
 		if errors.Is(err, raftnode.ErrNotLeader) {
@@ -324,4 +325,16 @@ func (j *joinRun) wipe(cluster string) {
 	if _, err := j.sess.Update(ctx, target(j.node), req); err != nil {
 		j.d.log.Warn("cleaning up failed join on host", "node", j.node.Name, "err", err)
 	}
+}
+
+// otherCandidates counts the candidates other than uuid: a re-added
+// candidate does not take its own place in the pool.
+func otherCandidates(s *fsm.State, uuid string) int {
+	n := 0
+	for _, c := range s.Candidates() {
+		if c.UUID != uuid {
+			n++
+		}
+	}
+	return n
 }

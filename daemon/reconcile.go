@@ -1,9 +1,14 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"ganeti-node/atomicfile"
+	"ganeti-node/rpcsec"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -96,11 +101,15 @@ func (d *Daemon) desired(s *fsm.State, k *keySet, n *fsm.Node) (*sshdist.Request
 	req.KnownHosts = string(kh)
 	req.Files = []sshdist.File{{Name: "ca.pem", Data: string(ca)}}
 	if n.MasterCandidate {
+		// A master that never got the CA key (it missed its promotion's
+		// fan-out) still updates everything else; the key is held back.
 		key, err := os.ReadFile(d.paths.CAKey())
-		if err != nil {
-			return nil, fmt.Errorf("reading CA key: %w", err)
+		if err == nil {
+			req.Files = append(req.Files, sshdist.File{Name: "ca-key.pem", Data: string(key)})
+		} else {
+			d.log.Warn("no CA key on the master to hand to a candidate",
+				"node", n.Name, "err", err)
 		}
-		req.Files = append(req.Files, sshdist.File{Name: "ca-key.pem", Data: string(key)})
 	} else {
 		req.RemoveFiles = []string{"ca-key.pem"}
 	}
@@ -161,27 +170,43 @@ func (d *Daemon) pushTo(ctx context.Context, sess *sshdist.Session,
 		sess = c.NewSession()
 		defer sess.Close()
 	}
+	d.ensureCAKey(ctx, sess, s)
 	reqs := map[string]*sshdist.Request{}
 	var targets []sshdist.Target
+	var failed []*fsm.Node
+	var sent []*fsm.Node
+	me := d.self(s)
 	for _, n := range nodes {
 		req, err := d.desired(s, k, n)
 		if err != nil {
+			// One node's trouble holds back only that node.
 			d.log.Error("building node update failed", "node", n.Name, "err", err)
-			return d.markPending(nodes)
+			failed = append(failed, n)
+			continue
+		}
+		if me != nil && n.UUID == me.UUID {
+			// The master's own files are set locally: it cannot count
+			// on its own key being authorised on itself (a promotion
+			// whose fan-out it missed).
+			if err := d.updateSelf(req); err != nil {
+				d.log.Warn("own files not updated; will retry", "err", err)
+				failed = append(failed, n)
+			}
+			continue
 		}
 		reqs[n.Name] = req
 		targets = append(targets, target(n))
+		sent = append(sent, n)
 	}
 	rep := reportFrom(ctx)
 	rep.watch(sess, "update", len(targets))
 	results := sess.FanOut(ctx, "reconcile", targets,
 		func(t sshdist.Target) *sshdist.Request { return reqs[t.Name] })
 	rep.add(results)
-	var failed []*fsm.Node
 	for i, r := range results {
 		if r.Err != nil {
-			d.log.Warn("node not updated; will retry", "node", nodes[i].Name, "err", r.Err)
-			failed = append(failed, nodes[i])
+			d.log.Warn("node not updated; will retry", "node", sent[i].Name, "err", r.Err)
+			failed = append(failed, sent[i])
 		}
 	}
 	return d.markPending(failed)
@@ -275,4 +300,47 @@ func (d *Daemon) setSuffrage(n *fsm.Node, want string) error {
 		return d.raft.Remove(n.UUID)
 	}
 	return nil
+}
+
+// ensureCAKey gives a master that lacks the CA key (it missed the
+// fan-out of its own promotion) a copy from another candidate, over
+// SSH, checked against the cluster CA certificate before it is kept.
+func (d *Daemon) ensureCAKey(ctx context.Context, sess *sshdist.Session, s *fsm.State) {
+	if _, err := os.Stat(d.paths.CAKey()); err == nil {
+		return
+	}
+	cert, err := os.ReadFile(d.paths.CACert())
+	if err != nil {
+		return
+	}
+	me := d.self(s)
+	for _, n := range s.Candidates() {
+		if me != nil && n.UUID == me.UUID {
+			continue
+		}
+		resp, err := sess.Update(ctx, target(n),
+			&sshdist.Request{Cluster: s.Cluster.Name, ReadCAKey: true})
+		if err != nil || resp.CAKey == "" {
+			continue
+		}
+		if _, err := rpcsec.LoadCA(cert, []byte(resp.CAKey)); err != nil {
+			d.log.Warn("candidate's CA key does not match the CA", "node", n.Name, "err", err)
+			continue
+		}
+		if err := atomicfile.Write(d.paths.CAKey(), []byte(resp.CAKey), 0o600); err == nil {
+			d.log.Info("took the CA key from another candidate", "node", n.Name)
+			return
+		}
+	}
+}
+
+// updateSelf applies an ssh-update request to this node in-process,
+// through the same code the remote helper runs.
+func (d *Daemon) updateSelf(req *sshdist.Request) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	env := sshdist.Env{Root: d.paths.Root, Now: time.Now, NewCSR: rpcsec.NewKeyAndCSR}
+	return sshdist.ServeUpdate(env, bytes.NewReader(data), io.Discard)
 }

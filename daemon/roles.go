@@ -241,11 +241,17 @@ func (d *Daemon) waitApplied(ctx context.Context, s *fsm.State, index uint64) []
 	id, me := d.id, d.node.UUID
 	d.mu.Unlock()
 	client := rpcsec.HTTPClient(id, 2*time.Second)
+	// A node outside the Raft configuration (being onlined) cannot
+	// apply anything until it is added back, which comes next.
+	members, err := d.raft.Servers()
+	if err != nil {
+		members = nil
+	}
 	var mu sync.Mutex
 	var lagging []string
 	var wg sync.WaitGroup
 	for _, n := range s.SortedNodes() {
-		if n.UUID == me || n.Offline {
+		if _, in := members[n.UUID]; n.UUID == me || n.Offline || (members != nil && !in) {
 			continue
 		}
 		wg.Add(1)

@@ -119,6 +119,10 @@ type Request struct {
 	Activate bool `json:"activate,omitempty"`
 	// Report asks for Response.Report.
 	Report bool `json:"report,omitempty"`
+	// ReadCAKey asks for the node's CA key (Response.CAKey): a new
+	// master that missed its promotion's fan-out takes it from another
+	// candidate this way, over SSH, the only way the CA key travels.
+	ReadCAKey bool `json:"read_ca_key,omitempty"`
 }
 
 // KeyGen asks for a new SSH key pair of a type KeyFileName accepts.
@@ -190,6 +194,9 @@ type Response struct {
 	Changed []string `json:"changed,omitempty"`
 	// Report is filled when the request asked for it.
 	Report *Report `json:"report,omitempty"`
+	// CAKey is the node's ca-key.pem, when ReadCAKey asked for it and
+	// the node has one.
+	CAKey string `json:"ca_key,omitempty"`
 	// Error says why the request failed; empty on success.
 	Error string `json:"error,omitempty"`
 }
@@ -1043,6 +1050,11 @@ var knownStateFiles = []string{
 }
 
 func (u *updater) report() error {
+	if u.req.ReadCAKey {
+		if data, err := os.ReadFile(u.state("ca-key.pem")); err == nil {
+			u.resp.CAKey = string(data)
+		}
+	}
 	if !u.req.Report {
 		return nil
 	}
