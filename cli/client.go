@@ -50,7 +50,8 @@ func (c *client) call(method, path string, in, out any) error {
 			return fmt.Errorf("the local daemon is not running (no socket at %s); "+
 				"start `ganeti-node daemon` first", c.socket)
 		}
-		return fmt.Errorf("talking to the local daemon at %s: %w", c.socket, err)
+		return fmt.Errorf("talking to the local daemon at %s: %w; is "+
+			"`ganeti-node daemon` running?", c.socket, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))

@@ -217,9 +217,9 @@ func statusCmd() *cli.Command {
 			if c.String("output") == "json" {
 				return printJSON(c, st)
 			}
-			fmt.Fprintf(c.App.Writer, "node %s (%s), cluster %q, role %s, raft %s, "+
-				"leader %s, applied index %d\n", st.Name, st.UUID, st.Cluster, st.Role,
-				st.RaftState, st.Leader, st.AppliedIndex)
+			fmt.Fprintf(c.App.Writer, "node %s (%s), cluster %q, role %s, raft %s "+
+				"(term %d), leader %s, applied index %d, tls dials %d\n", st.Name, st.UUID,
+				st.Cluster, st.Role, st.RaftState, st.Term, st.Leader, st.AppliedIndex, st.TLSDials)
 			return nil
 		}}
 }

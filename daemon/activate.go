@@ -109,15 +109,38 @@ func (d *Daemon) startGossip(nf *NodeFile) {
 	d.log.Warn("gossip not started", "err", err)
 }
 
+// joinGossip contacts the seeds, then keeps contacting the nodes of
+// the configuration that gossip does not see alive: after a restart the
+// configuration is only known once Raft has replayed it, and a node
+// that was down when others started must be found again.
 func (d *Daemon) joinGossip(seeds []string) {
-	addrs := append([]string(nil), seeds...)
-	for _, n := range d.fsm.State().Nodes {
-		addrs = append(addrs, n.GossipAddr())
-	}
-	if _, err := d.gossip.Join(addrs); err != nil {
+	if _, err := d.gossip.Join(seeds); err != nil {
 		d.log.Debug("gossip join", "err", err)
 	}
+	t := time.NewTicker(gossipRejoin)
+	defer t.Stop()
+	for range t.C {
+		d.mu.Lock()
+		g, r := d.gossip, d.raft
+		d.mu.Unlock()
+		if g == nil || r == nil || r.State() == "Shutdown" {
+			return
+		}
+		alive := g.Alive()
+		var missing []string
+		for _, n := range d.fsm.State().Nodes {
+			if !alive[n.Name] && !n.Offline {
+				missing = append(missing, n.GossipAddr())
+			}
+		}
+		if _, err := g.Join(missing); err != nil {
+			d.log.Debug("gossip rejoin", "err", err)
+		}
+	}
 }
+
+// gossipRejoin is how often a node looks for members gossip lost.
+const gossipRejoin = 3 * time.Second
 
 // admissionRecord is admission.json.
 type admissionRecord struct {

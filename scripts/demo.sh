@@ -12,9 +12,11 @@ NET="${DEMO_NET:-127.0.99}"
 N=4
 
 down() {
-	for pidf in "$DEMO_DIR"/*/run/*.pid; do
-		[ -f "$pidf" ] && kill "$(cat "$pidf")" 2>/dev/null || true
-	done
+	# Every demo process names its host's root on its command line
+	# (daemons: --root DIR; sshd: -f DIR/etc/ssh/sshd_config), so this
+	# also stops daemons restarted by hand, and nothing else.
+	pkill -f -- "--root $DEMO_DIR/node" 2>/dev/null || true
+	pkill -f -- "-f $DEMO_DIR/node[0-9]*/etc/ssh/sshd_config" 2>/dev/null || true
 	rm -rf "$DEMO_DIR"
 	echo "demo stopped; $DEMO_DIR removed"
 }
@@ -77,6 +79,10 @@ up() {
 The cluster keeps running. Try, for example:
   $BIN --root $DEMO_DIR/node1 cluster info
   kill -9 \$(cat $DEMO_DIR/node1/run/daemon.pid); $BIN --root $DEMO_DIR/node2 list
+Each host is a root directory: run a command "on" host N with
+  $BIN --root $DEMO_DIR/nodeN COMMAND
+and restart a killed daemon with
+  $BIN --root $DEMO_DIR/nodeN daemon >>$DEMO_DIR/nodeN/daemon.log 2>&1 &
 Stop it with: $0 down
 MSG
 }
