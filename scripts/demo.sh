@@ -17,6 +17,10 @@ down() {
 	# also stops daemons restarted by hand, and nothing else.
 	pkill -f -- "--root $DEMO_DIR/node" 2>/dev/null || true
 	pkill -f -- "-f $DEMO_DIR/node[0-9]*/etc/ssh/sshd_config" 2>/dev/null || true
+	for _ in $(seq 50); do
+		pgrep -f -- "$DEMO_DIR/node" >/dev/null || break
+		sleep 0.1
+	done
 	rm -rf "$DEMO_DIR"
 	echo "demo stopped; $DEMO_DIR removed"
 }
