@@ -133,33 +133,50 @@ func (d *Daemon) retryLoop(ctx context.Context) {
 
 // routeOp decides where an operation from the local CLI runs.
 func (d *Daemon) routeOp(ctx context.Context, req OpRequest) (*OpResult, error) {
+	leaderAddr, local, err := d.route("change the cluster")
+	if err != nil {
+		return nil, err
+	}
+	if local {
+		return d.runOp(ctx, req)
+	}
+	if req.Op == OpFailover {
+		d.mu.Lock()
+		name := d.node.Name
+		d.mu.Unlock()
+		req.Args, _ = json.Marshal(NodeArgs{Node: name})
+	}
+	return d.forward(ctx, leaderAddr, req)
+}
+
+// route is the rule for every cluster command from the local CLI: the
+// leader runs it (local), a candidate forwards it to leaderAddr, and a
+// normal node refuses it, naming the master; what says what the
+// command would do, for that message.
+func (d *Daemon) route(what string) (leaderAddr string, local bool, err error) {
 	d.mu.Lock()
 	r, nf := d.raft, d.node
 	d.mu.Unlock()
 	if r == nil {
-		return nil, ErrNoIdentity
+		return "", false, ErrNoIdentity
 	}
 	if r.IsLeader() {
-		return d.runOp(ctx, req)
+		return "", true, nil
 	}
 	s := d.fsm.State()
-	me := s.Nodes[nf.UUID]
 	leaderAddr, leaderID := r.Leader()
-	master := "unknown"
-	if m := s.Nodes[leaderID]; m != nil {
-		master = m.Name
-	}
-	if me == nil || !me.MasterCandidate {
-		return nil, fmt.Errorf("node %q is not a master candidate, so it cannot "+
-			"change the cluster; run the command on the master (%s)", nf.Name, master)
+	if me := s.Nodes[nf.UUID]; me == nil || !me.MasterCandidate {
+		master := "unknown"
+		if m := s.Nodes[leaderID]; m != nil {
+			master = m.Name
+		}
+		return "", false, fmt.Errorf("node %q is not a master candidate, so it "+
+			"cannot %s; run the command on the master (%s)", nf.Name, what, master)
 	}
 	if leaderAddr == "" {
-		return nil, errors.New("no master is elected right now; retry in a few seconds")
+		return "", false, errors.New("no master is elected right now; retry in a few seconds")
 	}
-	if req.Op == OpFailover {
-		req.Args, _ = json.Marshal(NodeArgs{Node: nf.Name})
-	}
-	return d.forward(ctx, leaderAddr, req)
+	return leaderAddr, false, nil
 }
 
 // runOp runs an operation on the leader, one at a time.

@@ -23,11 +23,17 @@ import (
 // sshClient builds the master's SSH client: its own key, the cluster's
 // known_hosts (required: trust is never optional), bounded parallelism.
 func (d *Daemon) sshClient() (*sshdist.Client, error) {
+	return d.sshClientWith(5*time.Second, sshdist.DefaultClientConfig().OpTimeout)
+}
+
+// sshClientWith is sshClient with the given connect and per-request
+// time-outs.
+func (d *Daemon) sshClientWith(connect, op time.Duration) (*sshdist.Client, error) {
 	cfg := sshdist.DefaultClientConfig()
 	cfg.KeyDir = d.paths.SSHDir()
 	cfg.KnownHostsPath = d.paths.KnownHosts()
 	cfg.RemoteCommand = d.cfg.RemoteCommand
-	cfg.ConnectTimeout = 5 * time.Second
+	cfg.ConnectTimeout, cfg.OpTimeout = connect, op
 	cfg.Concurrency = d.cfg.SSHConcurrency
 	cfg.Log = d.log.With("component", "ssh")
 	return sshdist.NewClient(cfg)

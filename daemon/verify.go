@@ -140,30 +140,16 @@ func (d *Daemon) admitVerifyCaller(w http.ResponseWriter,
 // routeVerify runs the verify on the master, forwards it there from a
 // candidate, and refuses it on a normal node.
 func (d *Daemon) routeVerify(ctx context.Context) (*verify.Result, error) {
-	d.mu.Lock()
-	r, nf, id := d.raft, d.node, d.id
-	d.mu.Unlock()
-	if r == nil {
-		return nil, ErrNoIdentity
+	leaderAddr, local, err := d.route("verify the cluster")
+	if err != nil {
+		return nil, err
 	}
-	if r.IsLeader() {
+	if local {
 		return d.runVerify(ctx)
 	}
-	s := d.fsm.State()
-	leaderAddr, leaderID := r.Leader()
-	if me := s.Nodes[nf.UUID]; me == nil || !me.MasterCandidate {
-		master := "unknown"
-		if m := s.Nodes[leaderID]; m != nil {
-			master = m.Name
-		}
-		return nil, fmt.Errorf("node %q is not a master candidate, so it "+
-			"cannot verify the cluster; run the command on the master "+
-			"(%s)", nf.Name, master)
-	}
-	if leaderAddr == "" {
-		return nil, errors.New("no master is elected right now; retry " +
-			"in a few seconds")
-	}
+	d.mu.Lock()
+	id := d.id
+	d.mu.Unlock()
 	var res verify.Result
 	client := rpcsec.HTTPClient(id, verifyForwardTimeout)
 	if err := verifyPost(ctx, client, leaderAddr, "/v1/verify",
@@ -334,14 +320,7 @@ func (d *Daemon) gatherSSH(ctx context.Context, s *fsm.State,
 // verifySSHClient is the node's SSH client with verify's tight
 // time-outs; host keys are checked against its known_hosts as always.
 func (d *Daemon) verifySSHClient() (*sshdist.Client, error) {
-	cfg := sshdist.DefaultClientConfig()
-	cfg.KeyDir = d.paths.SSHDir()
-	cfg.KnownHostsPath = d.paths.KnownHosts()
-	cfg.RemoteCommand = d.cfg.RemoteCommand
-	cfg.ConnectTimeout, cfg.OpTimeout = verifySSHConnect, verifySSHOp
-	cfg.Concurrency = d.cfg.SSHConcurrency
-	cfg.Log = d.log.With("component", "ssh")
-	return sshdist.NewClient(cfg)
+	return d.sshClientWith(verifySSHConnect, verifySSHOp)
 }
 
 // gatherLogins asks every other online candidate to log in over SSH,
