@@ -140,13 +140,22 @@ func daemonCmd() *cli.Command {
 func sshUpdateCmd() *cli.Command {
 	return &cli.Command{Name: "ssh-update", Usage: "remote helper run by the master over SSH",
 		Hidden: false,
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "serve",
+			Usage: "answer one JSON request per line until stdin ends " +
+				"(the master's pooled connections use this)"}},
 		Action: func(c *cli.Context) error {
 			cl := newClient(root(c), time.Minute)
 			env := sshdist.Env{Root: root(c), Now: time.Now, NewCSR: rpcsec.NewKeyAndCSR,
 				Activate: func() error {
 					return cl.call(http.MethodPost, "/v1/activate", struct{}{}, nil)
 				}}
-			if err := sshdist.ServeUpdate(env, os.Stdin, os.Stdout); err != nil {
+			serve := sshdist.ServeUpdate
+			if c.Bool("serve") {
+				serve = func(env sshdist.Env, in io.Reader, out io.Writer) error {
+					return sshdist.ServeUpdates(env, in, out, 0)
+				}
+			}
+			if err := serve(env, os.Stdin, os.Stdout); err != nil {
 				return errSilent{err}
 			}
 			return nil

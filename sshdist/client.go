@@ -197,10 +197,13 @@ func (e *RemoteError) Error() string {
 // an operation, so that its phases reuse one connection per host. It is
 // safe for concurrent use. Close it when the operation ends.
 type Session struct {
-	c     *Client
-	mu    sync.Mutex
-	conns map[string]*sessionConn // nil once closed
-	dials atomic.Int64
+	c *Client
+	// pool, when set, holds the connections instead of conns.
+	pool        *Pool
+	concurrency int
+	mu          sync.Mutex
+	conns       map[string]*sessionConn // nil once closed
+	dials       atomic.Int64
 	// onResult, when set, sees each FanOut host's result as it lands.
 	onResult func(Result)
 }
@@ -220,7 +223,8 @@ type sessionConn struct {
 // NewSession starts an operation's set of connections; none is opened
 // until an Update needs it.
 func (c *Client) NewSession() *Session {
-	return &Session{c: c, conns: map[string]*sessionConn{}}
+	return &Session{c: c, conns: map[string]*sessionConn{},
+		concurrency: c.cfg.Concurrency}
 }
 
 // Close closes every connection of s. Updates running on them fail;
@@ -239,6 +243,12 @@ func (s *Session) Close() {
 		default: // the dialler closes it when it sees the session closed
 		}
 	}
+}
+
+func (s *Session) closed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns == nil
 }
 
 // conn returns the session's connection to t, dialling it if needed.
@@ -274,7 +284,7 @@ func (s *Session) conn(ctx context.Context, t Target,
 func (s *Session) dialInto(ctx context.Context, t Target,
 	policy HostKeyPolicy, sc *sessionConn) (*ssh.Client, error) {
 	s.dials.Add(1)
-	client, err := s.c.dial(ctx, t, policy)
+	client, _, err := s.c.dial(ctx, t, policy)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer close(sc.ready)
@@ -304,31 +314,40 @@ func (s *Session) drop(addr string, client *ssh.Client) {
 }
 
 // dial connects and logs in to t within ConnectTimeout, checking the
-// host key under policy.
+// host key under policy, and returns the host key it accepted.
 func (c *Client) dial(ctx context.Context, t Target,
-	policy HostKeyPolicy) (*ssh.Client, error) {
+	policy HostKeyPolicy) (*ssh.Client, ssh.PublicKey, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {
-		return nil, &UnreachableError{Node: t.Name, Addr: t.Addr, Err: err}
+		return nil, nil, &UnreachableError{Node: t.Name, Addr: t.Addr, Err: err}
 	}
 	// The handshake does not watch ctx; closing the socket ends it.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 
 	var authTried atomic.Bool
-	sshConn, chans, reqs, err := ssh.NewClientConn(conn, t.Addr,
-		c.sshConfig(t.Addr, policy, &authTried))
+	var hostKey ssh.PublicKey
+	cfg := c.sshConfig(t.Addr, policy, &authTried)
+	check := cfg.HostKeyCallback
+	cfg.HostKeyCallback = func(host string, remote net.Addr, key ssh.PublicKey) error {
+		err := check(host, remote, key)
+		if err == nil {
+			hostKey = key
+		}
+		return err
+	}
+	sshConn, chans, reqs, err := ssh.NewClientConn(conn, t.Addr, cfg)
 	if !stop() && err == nil {
 		sshConn.Close()
 		err = ctx.Err()
 	}
 	if err != nil {
 		conn.Close()
-		return nil, c.handshakeError(ctx, t, err, authTried.Load())
+		return nil, nil, c.handshakeError(ctx, t, err, authTried.Load())
 	}
-	return ssh.NewClient(sshConn, chans, reqs), nil
+	return ssh.NewClient(sshConn, chans, reqs), hostKey, nil
 }
 
 func (c *Client) sshConfig(addr string, policy HostKeyPolicy,
@@ -416,6 +435,12 @@ func (s *Session) updateOnce(ctx context.Context, t Target, req *Request,
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.OpTimeout)
 	defer cancel()
+	if s.pool != nil {
+		if s.closed() {
+			return nil, ErrSessionClosed
+		}
+		return s.pool.update(ctx, s, t, policy, body)
+	}
 
 	// A cached connection may have been closed by the host since its
 	// last use; then one fresh dial is worth it.
@@ -532,14 +557,14 @@ type Result struct {
 // target. It returns one Result per target, in target order, and logs
 // one info summary "ssh fan-out" with the op, the number of nodes
 // asked, how many changed a file, failed (other than unreachable) or
-// were unreachable, and the duration. It blocks until every host has
+// were unreachable, how many connections it opened, and the duration. It blocks until every host has
 // answered, failed or timed out; a cancelled ctx fails the hosts not
 // yet started.
 func (s *Session) FanOut(ctx context.Context, op string, targets []Target,
 	build func(Target) *Request) []Result {
-	start := time.Now()
+	start, dials := time.Now(), s.dials.Load()
 	results := make([]Result, len(targets))
-	sem := make(chan struct{}, s.c.cfg.Concurrency)
+	sem := make(chan struct{}, s.concurrency)
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		res := &results[i]
@@ -564,11 +589,12 @@ func (s *Session) FanOut(ctx context.Context, op string, targets []Target,
 		})
 	}
 	wg.Wait()
-	s.c.logFanOut(op, results, time.Since(start))
+	s.c.logFanOut(op, results, time.Since(start), s.dials.Load()-dials)
 	return results
 }
 
-func (c *Client) logFanOut(op string, results []Result, took time.Duration) {
+func (c *Client) logFanOut(op string, results []Result, took time.Duration,
+	dials int64) {
 	var nodes, changed, failed, unreachable int
 	for _, r := range results {
 		if r.Skipped {
@@ -587,5 +613,5 @@ func (c *Client) logFanOut(op string, results []Result, took time.Duration) {
 	}
 	c.cfg.Log.Info("ssh fan-out", "op", op, "nodes", nodes,
 		"changed", changed, "failed", failed, "unreachable", unreachable,
-		"duration", took)
+		"new_connections", dials, "duration", took)
 }

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,7 +28,13 @@ const helperEnv = "GN_TEST_SSH_UPDATE"
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "1" {
 		env := Env{Root: os.Getenv("GANETI_ROOT"), NewCSR: testNewCSR}
-		if err := ServeUpdate(env, os.Stdin, os.Stdout); err != nil {
+		serve := ServeUpdate
+		if slices.Contains(os.Args[1:], "--serve") {
+			serve = func(env Env, in io.Reader, out io.Writer) error {
+				return ServeUpdates(env, in, out, 0)
+			}
+		}
+		if err := serve(env, os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
