@@ -78,6 +78,7 @@ type Daemon struct {
 	opMu      sync.Mutex
 	pendingMu sync.Mutex
 	pending   map[string]bool
+	sshPool   sshPool
 }
 
 // New prepares a daemon; nothing listens until Run.
@@ -156,6 +157,7 @@ func (d *Daemon) shutdown() {
 	if r != nil {
 		r.Shutdown()
 	}
+	d.closeSSHPool()
 	if srv != nil {
 		srv.Close()
 	}

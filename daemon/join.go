@@ -85,11 +85,11 @@ func (d *Daemon) opJoin(ctx context.Context, a JoinArgs) (*OpResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := d.sshClient()
+	sess, err := d.opSession()
 	if err != nil {
 		return nil, err
 	}
-	j := &joinRun{d: d, sess: client.NewSession(), node: node, old: old}
+	j := &joinRun{d: d, sess: sess, node: node, old: old}
 	defer j.sess.Close()
 	setupSSH := s.Cluster.ModifySSHSetup && !a.NoNodeSetup
 

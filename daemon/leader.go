@@ -47,6 +47,7 @@ func (d *Daemon) onLeader(isLeader bool) {
 	l.ready = false
 	d.rapiLeader(isLeader)
 	if !isLeader {
+		d.closeSSHPool()
 		d.log.Info("no longer master")
 		return
 	}

@@ -168,12 +168,11 @@ func (d *Daemon) pushTo(ctx context.Context, sess *sshdist.Session,
 		return d.markPending(nodes)
 	}
 	if sess == nil {
-		c, err := d.sshClient()
+		sess, err = d.opSession()
 		if err != nil {
 			d.log.Error("ssh client unavailable", "err", err)
 			return d.markPending(nodes)
 		}
-		sess = c.NewSession()
 		defer sess.Close()
 	}
 	d.ensureCAKey(ctx, sess, s)

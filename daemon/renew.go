@@ -191,14 +191,14 @@ func (d *Daemon) newRenewRun(a RenewArgs) (*renewRun, error) {
 	if me == nil {
 		return nil, errors.New("the master is not in the configuration")
 	}
-	client, err := d.sshClient()
+	sess, err := d.opSession()
 	if err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
 	id := d.id
 	d.mu.Unlock()
-	r := &renewRun{d: d, a: a, s: s, me: me, sess: client.NewSession(),
+	r := &renewRun{d: d, a: a, s: s, me: me, sess: sess,
 		id: id, start: time.Now(), status: map[string]*nodeRenewal{},
 		certsOf:   map[string]*sshdist.Certs{},
 		newDigest: map[string]string{}}

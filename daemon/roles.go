@@ -88,11 +88,10 @@ func (d *Daemon) promotionChanges(ctx context.Context, s *fsm.State, n *fsm.Node
 
 // fetchClientDigest asks the node, over SSH, for its client certificate.
 func (d *Daemon) fetchClientDigest(ctx context.Context, n *fsm.Node) (string, error) {
-	c, err := d.sshClient()
+	sess, err := d.opSession()
 	if err != nil {
 		return "", err
 	}
-	sess := c.NewSession()
 	defer sess.Close()
 	resp, err := sess.Update(ctx, target(n), &sshdist.Request{
 		Cluster: d.fsm.State().Cluster.Name, Report: true})
@@ -335,11 +334,10 @@ func (d *Daemon) refreshPubKey(ctx context.Context, s *fsm.State, n *fsm.Node, p
 	if !potential && !s.Cluster.MasterCapabilityRapiModifiable {
 		return d.setOwnPubKeys(n.UUID, nil, &undos)
 	}
-	c, err := d.sshClient()
+	sess, err := d.opSession()
 	if err != nil {
 		return err
 	}
-	sess := c.NewSession()
 	defer sess.Close()
 	resp, err := sess.Update(ctx, target(n), &sshdist.Request{Cluster: s.Cluster.Name, Report: true})
 	if err != nil {
@@ -371,14 +369,14 @@ func (d *Daemon) failover(s *fsm.State, n *fsm.Node) (*OpResult, error) {
 
 // wipeRemoved clears a removed node's cluster files (best effort).
 func (d *Daemon) wipeRemoved(ctx context.Context, s *fsm.State, n *fsm.Node) {
-	j := &joinRun{d: d, node: n}
-	c, err := d.sshClient()
+	sess, err := d.opSession()
 	if err != nil {
 		return
 	}
-	j.sess = c.NewSession()
-	defer j.sess.Close()
+	defer sess.Close()
+	j := &joinRun{d: d, node: n, sess: sess}
 	j.wipe(s.Cluster.Name)
+	d.forgetSSHHost(n.SSHAddr())
 }
 
 // undrain clears the drained flag; like Ganeti it does not promote.

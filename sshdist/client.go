@@ -153,6 +153,11 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return &Client{cfg: cfg, signer: signer}, nil
 }
 
+// KeyFingerprint is the SHA256 fingerprint of the key c logs in with.
+func (c *Client) KeyFingerprint() string {
+	return ssh.FingerprintSHA256(c.signer.PublicKey())
+}
+
 // Target is a host to update.
 type Target struct {
 	// Name is the node name, used in errors and logs.

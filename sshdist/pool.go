@@ -94,9 +94,7 @@ func NewPool(c *Client, idle time.Duration) *Pool {
 
 // KeyFingerprint is the SHA256 fingerprint of the key the pool logs in
 // with.
-func (p *Pool) KeyFingerprint() string {
-	return ssh.FingerprintSHA256(p.c.signer.PublicKey())
-}
+func (p *Pool) KeyFingerprint() string { return p.c.KeyFingerprint() }
 
 // Dials is how many connections the pool has dialled.
 func (p *Pool) Dials() int64 { return p.dials.Load() }
