@@ -142,13 +142,16 @@ func Open(cfg Config, f raft.FSM, stream raft.StreamLayer,
 
 	n := &Node{cfg: cfg, store: store, trans: trans,
 		notify: make(chan bool, 16), done: make(chan struct{})}
-	r, err := raft.NewRaft(n.raftConfig(hl), f, store, store, snaps, trans)
+	voters := &voterCache{refresh: time.Second}
+	r, err := raft.NewRaft(n.raftConfig(hl), f, store, store, snaps,
+		newPacedTransport(trans, voters.isVoter))
 	if err != nil {
 		trans.Close()
 		store.Close()
 		return nil, fmt.Errorf("raftnode: starting raft: %w", err)
 	}
 	n.raft = r
+	voters.raft.Store(r)
 	go n.watchLeadership(onLeader)
 	return n, nil
 }
