@@ -267,9 +267,20 @@ func clusterModifyCmd() *cli.Command {
 			&cli.StringFlag{Name: "master-capability-rapi-modifiable",
 				Usage: "yes or no: may RAPI change master_capable (makes every node a potential candidate)"},
 			&cli.IntFlag{Name: "candidate-pool-size", Usage: "how many master candidates to keep"},
+			&cli.StringFlag{Name: "modify-ssh-setup",
+				Usage: "no: stop managing SSH keys and authorized_keys (the downgrade " +
+					"to a hand-made layout); it is switched back on by " +
+					"renew-crypto --new-ssh-keys --enable-ssh-management"},
 		},
 		Action: func(c *cli.Context) error {
 			var a daemon.ClusterModifyArgs
+			if c.IsSet("modify-ssh-setup") {
+				v, err := yesNo(c.String("modify-ssh-setup"))
+				if err != nil {
+					return fmt.Errorf("--modify-ssh-setup: %w", err)
+				}
+				a.ModifySSHSetup = &v
+			}
 			if c.IsSet("master-capability-rapi-modifiable") {
 				v, err := yesNo(c.String("master-capability-rapi-modifiable"))
 				if err != nil {
@@ -281,9 +292,11 @@ func clusterModifyCmd() *cli.Command {
 				v := c.Int("candidate-pool-size")
 				a.CandidatePoolSize = &v
 			}
-			if a.MasterCapabilityRapiModifiable == nil && a.CandidatePoolSize == nil {
+			if a.MasterCapabilityRapiModifiable == nil && a.CandidatePoolSize == nil &&
+				a.ModifySSHSetup == nil {
 				return fmt.Errorf("cluster modify: nothing to change; give " +
-					"--master-capability-rapi-modifiable=yes|no or --candidate-pool-size=N")
+					"--master-capability-rapi-modifiable=yes|no, --candidate-pool-size=N " +
+					"or --modify-ssh-setup=no")
 			}
 			return runOp(c, daemon.OpClusterModify, a)
 		}}

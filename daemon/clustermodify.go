@@ -16,6 +16,7 @@ const OpClusterModify = "cluster-modify"
 type ClusterModifyArgs struct {
 	MasterCapabilityRapiModifiable *bool `json:"master_capability_rapi_modifiable,omitempty"`
 	CandidatePoolSize              *int  `json:"candidate_pool_size,omitempty"`
+	ModifySSHSetup                 *bool `json:"modify_ssh_setup,omitempty"`
 }
 
 // clusterModify applies cluster-wide settings. A change of the rapi
@@ -36,6 +37,19 @@ func (d *Daemon) clusterModify(ctx context.Context, a ClusterModifyArgs) (*OpRes
 		}
 		next.CandidatePoolSize = *v
 		msgs = append(msgs, fmt.Sprintf("candidate_pool_size=%d", *v))
+	}
+	if v := a.ModifySSHSetup; v != nil && *v != next.ModifySSHSetup {
+		if *v {
+			// Management starts from keys only the nodes can make.
+			return nil, fmt.Errorf("switching SSH management on gives " +
+				"every node its own key pair: run `ganeti-node cluster " +
+				"renew-crypto --new-ssh-keys --enable-ssh-management`; " +
+				"nothing was changed")
+		}
+		next.ModifySSHSetup = false
+		msgs = append(msgs, "modify_ssh_setup=false (SSH keys and "+
+			"authorized_keys are no longer managed; lines marked "+
+			"ganeti-node:<uuid> stay until removed by hand)")
 	}
 	if len(msgs) == 0 {
 		return &OpResult{Message: "cluster unchanged"}, nil

@@ -120,3 +120,45 @@ func TestRoles_DrainUndrain(t *testing.T) {
 		t.Fatalf("%s is %q after undrain, want regular", n2.Name, got)
 	}
 }
+
+// TestClusterModify_SSHSetupOffThenOn is the downgrade path: with SSH
+// management switched off, role changes leave every SSH file alone;
+// `cluster modify` refuses to switch it back on, and renew-crypto does
+// it, after which the security boundary holds again.
+func TestClusterModify_SSHSetupOffThenOn(t *testing.T) {
+	c := newCluster(t, 3, 3, Options{})
+	master, n3 := c.Hosts[0], c.Hosts[2]
+	c.MustRun(master, "cluster", "modify", "--candidate-pool-size=2")
+	c.MustRun(master, "cluster", "modify", "--modify-ssh-setup=no")
+	authKeys := func() map[*Host]string {
+		m := map[*Host]string{}
+		for _, h := range c.Hosts {
+			m[h] = string(readFileBytes(t, h.path("root/.ssh/authorized_keys")))
+		}
+		return m
+	}
+	before := authKeys()
+	c.MustRun(master, "demote", n3.Name)
+	for h, data := range authKeys() {
+		if data != before[h] {
+			t.Errorf("%s: authorized_keys changed by a demote with SSH "+
+				"management off:\n%s\nwant\n%s", h.Name, data, before[h])
+		}
+	}
+
+	_, stderr, err := c.Run(master, "cluster", "modify", "--modify-ssh-setup=yes")
+	if err == nil || !strings.Contains(stderr, "renew-crypto --new-ssh-keys "+
+		"--enable-ssh-management") || !strings.Contains(stderr, "nothing was changed") ||
+		strings.Count(stderr, "\n") != 1 {
+		t.Errorf("--modify-ssh-setup=yes: err %v, stderr %q; want one line "+
+			"pointing to renew-crypto", err, stderr)
+	}
+	_, stderr, err = c.Run(master, "cluster", "modify", "--modify-ssh-setup=maybe")
+	if err == nil || !strings.Contains(stderr, `"maybe" is not yes or no`) {
+		t.Errorf("--modify-ssh-setup=maybe: err %v, stderr %q", err, stderr)
+	}
+
+	c.renew(master, "--new-ssh-keys", "--enable-ssh-management")
+	c.waitConverged(c.Hosts...)
+	c.checkBoundary(t, "after switching SSH management back on")
+}
