@@ -92,6 +92,7 @@ func (d *Daemon) takeOver(ctx context.Context) {
 	d.opMu.Lock()
 	d.setReady(true)
 	d.reconcileRaft(d.fsm.State())
+	d.takePins(ctx)
 	if s.Cluster.ReconcilePending {
 		d.log.Info("finishing the previous master's reconciliation")
 		d.reconcileAll(ctx, nil)

@@ -176,6 +176,7 @@ func (d *Daemon) pushTo(ctx context.Context, sess *sshdist.Session,
 		defer sess.Close()
 	}
 	d.ensureCAKey(ctx, sess, s)
+	d.ensurePins(ctx, sess, s, nodes)
 	reqs := map[string]*sshdist.Request{}
 	var targets []sshdist.Target
 	var failed []*fsm.Node
@@ -348,4 +349,72 @@ func (d *Daemon) updateSelf(req *sshdist.Request) error {
 	}
 	env := sshdist.Env{Root: d.paths.Root, Now: time.Now, NewCSR: rpcsec.NewKeyAndCSR}
 	return sshdist.ServeUpdate(env, bytes.NewReader(data), io.Discard)
+}
+
+// ensurePins takes from other candidates the known_hosts pins this
+// master lacks for nodes it is about to update. A master that lost
+// leadership between committing a join and pushing known_hosts leaves
+// the new host pinned on itself alone; without this its successor
+// could never reach that host. Candidates are trusted with pins as
+// they are with the CA key; a pin the master has is never replaced.
+func (d *Daemon) ensurePins(ctx context.Context, sess *sshdist.Session,
+	s *fsm.State, nodes []*fsm.Node) {
+	own, err := os.ReadFile(d.paths.KnownHosts())
+	if err != nil {
+		return
+	}
+	pins := sshdist.ParsePins(own)
+	me := d.self(s)
+	var missing []*fsm.Node
+	skip := map[string]bool{}
+	for _, n := range nodes {
+		if (me == nil || n.UUID != me.UUID) && len(pins.Keys(n.SSHAddr())) == 0 {
+			missing = append(missing, n)
+			skip[n.UUID] = true
+		}
+	}
+	for _, c := range s.Candidates() {
+		if len(missing) == 0 {
+			return
+		}
+		if (me != nil && c.UUID == me.UUID) || c.Offline || skip[c.UUID] {
+			continue
+		}
+		resp, err := sess.Update(ctx, target(c),
+			&sshdist.Request{Cluster: s.Cluster.Name, ReadKnownHosts: true})
+		if err != nil {
+			continue
+		}
+		theirs := sshdist.ParsePins([]byte(resp.KnownHosts))
+		var still []*fsm.Node
+		for _, n := range missing {
+			keys := theirs.Keys(n.SSHAddr())
+			if len(keys) != 1 {
+				still = append(still, n)
+				continue
+			}
+			if err := sshdist.AddKnownHost(d.paths.KnownHosts(), n.SSHAddr(), keys[0]); err != nil {
+				d.log.Warn("recording a candidate's host key pin failed",
+					"node", n.Name, "from", c.Name, "err", err)
+				still = append(still, n)
+				continue
+			}
+			d.log.Info("took a missing host key pin from another candidate",
+				"node", n.Name, "from", c.Name,
+				"fingerprint", ssh.FingerprintSHA256(keys[0]))
+		}
+		missing = still
+	}
+}
+
+// takePins runs ensurePins for every node, for a new master: the pins
+// it missed as a candidate are taken before any operation needs them.
+func (d *Daemon) takePins(ctx context.Context) {
+	s := d.fsm.State()
+	sess, err := d.opSession()
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	d.ensurePins(ctx, sess, s, s.SortedNodes())
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -189,4 +190,43 @@ func TestSSH_NewMasterFinishesFanOut(t *testing.T) {
 		leader, demoted)
 	w.Start(old)
 	w.waitFiles(old.Name+" back after the demote", leader, demoted)
+}
+
+// TestSSH_NewMasterTakesMissingHostKeyPin: a candidate that missed a
+// join's known_hosts push (its master lost leadership right after the
+// commit) becomes master; it takes the new host's pin from another
+// candidate and reaches that host, instead of refusing it for ever.
+func TestSSH_NewMasterTakesMissingHostKeyPin(t *testing.T) {
+	c := newCluster(t, 4, 4, Options{})
+	n1, n2, n4 := c.Hosts[0], c.Hosts[1], c.Hosts[3]
+	entry := "[" + n4.IP + "]:" + strconv.Itoa(n4.SSHPort) + " "
+	kh := n2.LibPath("known_hosts")
+	data := string(readFileBytes(t, kh))
+	var kept []string
+	for _, l := range strings.SplitAfter(data, "\n") {
+		if !strings.HasPrefix(l, entry) {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) == len(strings.SplitAfter(data, "\n")) {
+		t.Fatalf("%s's known_hosts has no line for %s:\n%s", n2.Name, entry, data)
+	}
+	if err := os.WriteFile(kh, []byte(strings.Join(kept, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	c.MustRun(n2, "cluster", "failover")
+	c.waitMaster(n2)
+	WaitFor(t, n2.Name+" to pin "+n4.Name+" again", convergeWithin,
+		func() (bool, string) {
+			got := string(readFileBytes(t, kh))
+			return strings.Contains(got, entry), got
+		})
+	// The pin is the host's real key: the master's update reaches it.
+	c.MustRun(n2, "modify", "--master-capable=false", n4.Name)
+	if got := pubKeyUUIDs(t, n4); got != nil {
+		t.Errorf("%s still has ganeti_pub_keys %v after losing master_capable",
+			n4.Name, got)
+	}
+	c.MustRun(n1, "cluster", "verify")
 }

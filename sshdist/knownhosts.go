@@ -215,6 +215,36 @@ func findHostKey(content []byte, host string, key ssh.PublicKey) (
 	return false, conflict
 }
 
+// Pins is known_hosts text parsed once, to look up many hosts.
+type Pins struct{ lines []knownLine }
+
+// ParsePins parses known_hosts text; lines that do not parse and
+// @-marked lines (which are not pins) are left out.
+func ParsePins(content []byte) *Pins {
+	p := &Pins{}
+	for _, line := range splitLines(content) {
+		if l, ok := parseKnownLine(line); ok && l.marker == "" {
+			p.lines = append(p.lines, l)
+		}
+	}
+	return p
+}
+
+// Keys returns the keys pinned for addr, plain or hashed.
+func (p *Pins) Keys(addr string) []ssh.PublicKey {
+	host, err := knownHost(addr)
+	if err != nil {
+		return nil
+	}
+	var keys []ssh.PublicKey
+	for _, l := range p.lines {
+		if l.names(host) {
+			keys = append(keys, l.key)
+		}
+	}
+	return keys
+}
+
 // revokedIn reports whether an @revoked line of content holds key.
 func revokedIn(content []byte, key ssh.PublicKey) bool {
 	want := key.Marshal()

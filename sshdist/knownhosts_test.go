@@ -275,3 +275,38 @@ func TestRemoveKnownHost_OpenSSHHashedEntries(t *testing.T) {
 		t.Errorf("got %q, want only the hashed line of 127.0.0.5", content)
 	}
 }
+
+func TestParsePins_LooksUpHosts(t *testing.T) {
+	k1, k2, k3 := seededKey(t, 1), seededKey(t, 2), seededKey(t, 3)
+	hashed := knownhosts.HashHostname("[127.0.0.3]:2222")
+	content := KnownHostsLine("127.0.0.1:2222", k1) +
+		"# a comment\n\nnot a known_hosts line\n" +
+		"@revoked [127.0.0.2]:2222 " + keyText(k3) + "\n" +
+		KnownHostsLine("127.0.0.2:2222", k2) +
+		hashed + " " + keyText(k3)
+	p := ParsePins([]byte(content))
+	tests := []struct {
+		addr string
+		want []ssh.PublicKey
+	}{
+		{"127.0.0.1:2222", []ssh.PublicKey{k1}},
+		{"127.0.0.2:2222", []ssh.PublicKey{k2}}, // @revoked is not a pin
+		{"127.0.0.3:2222", []ssh.PublicKey{k3}}, // hashed entry
+		{"127.0.0.1:22", nil},
+		{"127.0.0.9:2222", nil},
+		{"not an address\n", nil},
+	}
+	for _, tt := range tests {
+		got := p.Keys(tt.addr)
+		if len(got) != len(tt.want) {
+			t.Errorf("%q: got %d keys, want %d", tt.addr, len(got), len(tt.want))
+			continue
+		}
+		for i := range got {
+			if keyText(got[i]) != keyText(tt.want[i]) {
+				t.Errorf("%q: key %d is %s, want %s", tt.addr, i,
+					keyText(got[i]), keyText(tt.want[i]))
+			}
+		}
+	}
+}

@@ -123,6 +123,10 @@ type Request struct {
 	// master that missed its promotion's fan-out takes it from another
 	// candidate this way, over SSH, the only way the CA key travels.
 	ReadCAKey bool `json:"read_ca_key,omitempty"`
+	// ReadKnownHosts asks for the node's known_hosts
+	// (Response.KnownHosts): a new master that missed a join's fan-out
+	// takes the new host's pin from a candidate that has it.
+	ReadKnownHosts bool `json:"read_known_hosts,omitempty"`
 }
 
 // KeyGen asks for a new SSH key pair of a type KeyFileName accepts.
@@ -197,6 +201,9 @@ type Response struct {
 	// CAKey is the node's ca-key.pem, when ReadCAKey asked for it and
 	// the node has one.
 	CAKey string `json:"ca_key,omitempty"`
+	// KnownHosts is the node's known_hosts, when ReadKnownHosts asked
+	// for it and the node has one.
+	KnownHosts string `json:"known_hosts,omitempty"`
 	// Error says why the request failed; empty on success.
 	Error string `json:"error,omitempty"`
 }
@@ -1053,6 +1060,11 @@ func (u *updater) report() error {
 	if u.req.ReadCAKey {
 		if data, err := os.ReadFile(u.state("ca-key.pem")); err == nil {
 			u.resp.CAKey = string(data)
+		}
+	}
+	if u.req.ReadKnownHosts {
+		if data, err := os.ReadFile(u.state("known_hosts")); err == nil {
+			u.resp.KnownHosts = string(data)
 		}
 	}
 	if !u.req.Report {

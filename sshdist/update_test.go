@@ -807,3 +807,17 @@ func TestRequest_ValidateNil(t *testing.T) {
 		t.Errorf("got %v, want ErrInvalidRequest", err)
 	}
 }
+
+func TestServeUpdate_ReadKnownHosts(t *testing.T) {
+	n := newTestNode(t)
+	n.write(t, StateDir+"/node.json", nodeJSON(testCluster), 0o644)
+	req := &Request{Cluster: testCluster, ReadKnownHosts: true}
+	if resp := n.mustServe(t, req); resp.KnownHosts != "" || len(resp.Changed) != 0 {
+		t.Errorf("without known_hosts: got %q, changed %v; want nothing", resp.KnownHosts, resp.Changed)
+	}
+	line := KnownHostsLine("127.0.0.1:2222", seededKey(t, 1))
+	n.write(t, StateDir+"/known_hosts", line, 0o644)
+	if resp := n.mustServe(t, req); resp.KnownHosts != line || len(resp.Changed) != 0 {
+		t.Errorf("got %q, changed %v; want %q and no change", resp.KnownHosts, resp.Changed, line)
+	}
+}
