@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"ganeti-node/rpcsec"
@@ -70,9 +71,38 @@ func decodeBody(r *http.Request, v any) error {
 	return nil
 }
 
+// handleStatus answers the node's status. With ?wait_index=N it first
+// waits, up to maxStatusWait, until the node reports index N as
+// applied: the master's waitApplied then costs one request per node
+// instead of a poll every few milliseconds.
 func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if v := r.URL.Query().Get("wait_index"); v != "" {
+		want, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("wait_index %q is "+
+				"not a Raft index; give a non-negative integer", v))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), maxStatusWait)
+		defer cancel()
+		for {
+			_, ch := d.applied.get()
+			if d.status().AppliedIndex >= want {
+				break
+			}
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+			}
+			break
+		}
+	}
 	writeJSON(w, http.StatusOK, d.status())
 }
+
+// maxStatusWait bounds how long /v1/status?wait_index holds a request.
+const maxStatusWait = 5 * time.Second
 
 func (d *Daemon) handleList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d.list())

@@ -267,13 +267,21 @@ func (d *Daemon) waitApplied(ctx context.Context, s *fsm.State, index uint64) []
 	return lagging
 }
 
+// pollApplied asks the node at addr to answer once it has applied
+// index, for at most 5 s.
 func pollApplied(ctx context.Context, c *http.Client, addr string, index uint64) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if st, err := fetchStatus(ctx, c, addr); err == nil && st.AppliedIndex >= index {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		st, err := fetchStatusAt(ctx, c, addr, index)
+		if err == nil && st.AppliedIndex >= index {
 			return true
 		}
-		time.Sleep(10 * time.Millisecond)
+		// Refused, or the node answered early: ask again shortly.
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	return false
 }

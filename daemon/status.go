@@ -7,11 +7,23 @@ import (
 	"ganeti-node/sshdist"
 	"io"
 	"net/http"
+	"strconv"
 )
 
 // fetchStatus reads another node's status over the secured RPC.
 func fetchStatus(ctx context.Context, c *http.Client, addr string) (*Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v1/status", nil)
+	return fetchStatusAt(ctx, c, addr, 0)
+}
+
+// fetchStatusAt is fetchStatus that lets the node wait until it has
+// applied index (0: answer at once).
+func fetchStatusAt(ctx context.Context, c *http.Client, addr string,
+	index uint64) (*Status, error) {
+	url := "https://" + addr + "/v1/status"
+	if index > 0 {
+		url += "?wait_index=" + strconv.FormatUint(index, 10)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
