@@ -94,16 +94,41 @@ func (a *hostCPU) add(b hostCPU) {
 }
 
 // cpuOf reads /proc for the hosts' daemons (utime+stime, threads
-// included) and sshd listeners (cutime+cstime: every session they
-// reaped, with its shell and ssh-update helper).
+// included) and for everything below their sshd listeners: the
+// sessions the listener reaped (its cutime+cstime), and the live
+// sessions, shells and pooled ssh-update helpers with what they reaped
+// themselves. Each CPU second is counted once: a process's own time
+// moves into its parent's children-time when it is reaped.
 func cpuOf(b *testing.B, hosts []*Host) hostCPU {
 	b.Helper()
+	children, _ := procTree()
 	var sum hostCPU
 	for _, h := range hosts {
 		sum.daemons += procSeconds(b, h.daemon.cmd.Process.Pid, 14, 15)
-		sum.sshd += procSeconds(b, h.sshd.cmd.Process.Pid, 16, 17)
+		pid := h.sshd.cmd.Process.Pid
+		sum.sshd += procSeconds(b, pid, 16, 17)
+		for queue := children[pid]; len(queue) > 0; queue = queue[1:] {
+			sum.sshd += liveSeconds(queue[0])
+			queue = append(queue, children[queue[0]]...)
+		}
 	}
 	return sum
+}
+
+// liveSeconds is utime+stime+cutime+cstime of pid in seconds, or 0
+// if it has exited since the process tree was read.
+func liveSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	var ticks float64
+	for _, i := range []int{14, 15, 16, 17} {
+		v, _ := strconv.ParseFloat(f[i-3], 64)
+		ticks += v
+	}
+	return ticks / clockTicks
 }
 
 // clockTicks is USER_HZ, 100 on every Linux platform Go supports.

@@ -66,7 +66,8 @@ END {
 	printf "%5s  %14s  %11s  %19s  %22s\n", "hosts", "daemons (ops)",
 		"sshd (ops)", "sshd (OpenSSH loop)", "daemons (OpenSSH loop)"
 	for (i = 1; i <= n; i++) print cpu[i]
-	print "sshd: everything the hosts'"'"' sshd ran (sessions, shells, ssh-update);"
+	print "sshd: everything the hosts'"'"' sshd ran (sessions, shells, ssh-update helpers,"
+	print "  the long-lived pooled ones included);"
 	print "daemons during the OpenSSH loop: their background work while idle"
 	if (goal != "")
 		printf "goal at 20 hosts: %s (%.1fx)\n",
