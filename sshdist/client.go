@@ -456,7 +456,8 @@ func (s *Session) updateOnce(ctx context.Context, t Target, req *Request,
 		}
 		sess, err := client.NewSession()
 		if err == nil {
-			return s.run(ctx, t, client, sess, body)
+			return runInSession(ctx, t, sess, s.c.cfg.RemoteCommand, body,
+				func() { s.drop(t.Addr, client) })
 		}
 		s.drop(t.Addr, client)
 		if attempt > 0 || ctx.Err() != nil {
@@ -465,9 +466,11 @@ func (s *Session) updateOnce(ctx context.Context, t Target, req *Request,
 	}
 }
 
-// run sends body to the helper started in sess and decodes its answer.
-func (s *Session) run(ctx context.Context, t Target, client *ssh.Client,
-	sess *ssh.Session, body []byte) (*Response, error) {
+// runInSession runs the one-shot helper cmd in sess with body on its
+// stdin and decodes its answer. When ctx ends first, the host may be
+// wedged: abandon must close the connection, which also ends the run.
+func runInSession(ctx context.Context, t Target, sess *ssh.Session,
+	cmd string, body []byte, abandon func()) (*Response, error) {
 	defer sess.Close()
 	stdout := &cappedBuffer{max: maxResponseSize}
 	stderr := &cappedBuffer{max: maxStderrSize}
@@ -475,14 +478,12 @@ func (s *Session) run(ctx context.Context, t Target, client *ssh.Client,
 	sess.Stdout, sess.Stderr = stdout, stderr
 
 	done := make(chan error, 1)
-	go func() { done <- sess.Run(s.c.cfg.RemoteCommand) }()
+	go func() { done <- sess.Run(cmd) }()
 	var err error
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		// The host may be wedged: give up on the connection, which
-		// also ends Run.
-		s.drop(t.Addr, client)
+		abandon()
 		<-done
 		return nil, fmt.Errorf("sshdist: ssh-update on node %q (%s): %w",
 			t.Name, t.Addr, ctx.Err())

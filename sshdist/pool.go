@@ -72,6 +72,9 @@ type poolConn struct {
 	client  *ssh.Client
 	hostKey ssh.PublicKey
 	slots   chan struct{} // one per helper in use
+	// oneShot is set once the host's helper turned out not to serve a
+	// stream: each update then runs the one-shot helper.
+	oneShot atomic.Bool
 
 	mu       sync.Mutex
 	idle     []*helper
@@ -281,6 +284,9 @@ func (p *Pool) update(ctx context.Context, s *Session, t Target,
 		if err != nil {
 			return nil, err
 		}
+		if pc.oneShot.Load() {
+			return p.runOneShot(ctx, t, pc, body)
+		}
 		resp, reused, err := p.exchange(ctx, t, pc, body)
 		var gone *helperGoneError
 		if !errors.As(err, &gone) {
@@ -291,8 +297,46 @@ func (p *Pool) update(ctx context.Context, s *Session, t Target,
 				"node", t.Name, "err", gone.err)
 			continue
 		}
+		if !reused && ctx.Err() == nil && p.alive(t, pc) {
+			// A helper that dies before its first answer on a working
+			// connection may be an older ganeti-node without --serve
+			// (a rolling upgrade): the one-shot helper still works.
+			resp, err := p.runOneShot(ctx, t, pc, body)
+			var remote *RemoteError
+			if err == nil || (errors.As(err, &remote) && resp != nil) {
+				pc.oneShot.Store(true)
+				p.c.cfg.Log.Info("host's ssh-update does not serve a "+
+					"stream (older ganeti-node?); one session per update",
+					"node", t.Name, "serve_err", gone.Error())
+			}
+			return resp, err
+		}
 		return nil, gone.public(t)
 	}
+}
+
+// alive reports whether pc's connection still answers, and drops it
+// if not.
+func (p *Pool) alive(t Target, pc *poolConn) bool {
+	if _, _, err := pc.client.SendRequest("keepalive@ganeti-node", true, nil); err != nil {
+		p.drop(t.Addr, pc)
+		return false
+	}
+	return true
+}
+
+// runOneShot runs the one-shot helper in a new session on pc: the way
+// to update a host whose helper cannot serve a stream.
+func (p *Pool) runOneShot(ctx context.Context, t Target, pc *poolConn,
+	body []byte) (*Response, error) {
+	sess, err := pc.client.NewSession()
+	if err != nil {
+		p.drop(t.Addr, pc)
+		return nil, &UnreachableError{Node: t.Name, Addr: t.Addr, Err: err}
+	}
+	pc.touch()
+	return runInSession(ctx, t, sess, p.c.cfg.RemoteCommand, body,
+		func() { p.drop(t.Addr, pc) })
 }
 
 // exchange takes a helper of pc (starting one if none is idle), runs
@@ -371,6 +415,13 @@ func (pc *poolConn) takeIdle() *helper {
 	h := pc.idle[n-1]
 	pc.idle = pc.idle[:n-1]
 	return h
+}
+
+// touch records a use of pc, for the idle limit.
+func (pc *poolConn) touch() {
+	pc.mu.Lock()
+	pc.lastUsed = time.Now()
+	pc.mu.Unlock()
 }
 
 func (pc *poolConn) putIdle(h *helper) {

@@ -65,6 +65,22 @@ func waitHelpers(t testing.TB, h *sshdHost, n int) {
 	}
 }
 
+// warmPool starts one host and a pool that has updated it once, and
+// returns them with the request it sent.
+func warmPool(t *testing.T) (*testMaster, *sshdHost, *Pool, *Session, *Request) {
+	t.Helper()
+	m := newTestMaster(t)
+	h := newHosts(t, m, 1)[0]
+	p := newTestPool(t, m, nil)
+	s := p.NewSession()
+	t.Cleanup(s.Close)
+	req := &Request{Cluster: testCluster, Report: true}
+	if _, err := s.Update(context.Background(), target(h), req); err != nil {
+		t.Fatal(err)
+	}
+	return m, h, p, s, req
+}
+
 func mustFanOut(t testing.TB, s *Session, targets []Target, req *Request) {
 	t.Helper()
 	for _, r := range s.FanOut(context.Background(), "test", targets,
@@ -128,15 +144,7 @@ func TestPool_RemoteErrorKeepsTheHelper(t *testing.T) {
 }
 
 func TestPool_KilledHelperIsReplacedOnTheSameConnection(t *testing.T) {
-	m := newTestMaster(t)
-	h := newHosts(t, m, 1)[0]
-	p := newTestPool(t, m, nil)
-	s := p.NewSession()
-	defer s.Close()
-	req := &Request{Cluster: testCluster, Report: true}
-	if _, err := s.Update(context.Background(), target(h), req); err != nil {
-		t.Fatal(err)
-	}
+	_, h, p, s, req := warmPool(t)
 	pids := helperPIDs(t, h)
 	if len(pids) != 1 {
 		t.Fatalf("got helpers %v, want one", pids)
@@ -154,15 +162,7 @@ func TestPool_KilledHelperIsReplacedOnTheSameConnection(t *testing.T) {
 }
 
 func TestPool_DroppedConnectionIsRedialled(t *testing.T) {
-	m := newTestMaster(t)
-	h := newHosts(t, m, 1)[0]
-	p := newTestPool(t, m, nil)
-	s := p.NewSession()
-	defer s.Close()
-	req := &Request{Cluster: testCluster, Report: true}
-	if _, err := s.Update(context.Background(), target(h), req); err != nil {
-		t.Fatal(err)
-	}
+	_, h, p, s, req := warmPool(t)
 	p.mu.Lock()
 	p.conns[h.Addr].client.Conn.Close() // as if the host had gone away
 	p.mu.Unlock()
@@ -175,15 +175,7 @@ func TestPool_DroppedConnectionIsRedialled(t *testing.T) {
 }
 
 func TestPool_UnpinnedHostKeyIsNotReused(t *testing.T) {
-	m := newTestMaster(t)
-	h := newHosts(t, m, 1)[0]
-	p := newTestPool(t, m, nil)
-	s := p.NewSession()
-	defer s.Close()
-	req := &Request{Cluster: testCluster, Report: true}
-	if _, err := s.Update(context.Background(), target(h), req); err != nil {
-		t.Fatal(err)
-	}
+	m, h, p, s, req := warmPool(t)
 	// The host is removed from the cluster: its key leaves known_hosts.
 	if err := RemoveKnownHost(m.knownHosts, h.Addr); err != nil {
 		t.Fatal(err)
@@ -280,5 +272,30 @@ func TestPool_OpTimeoutDropsAHungHost(t *testing.T) {
 	p.mu.Unlock()
 	if n != 0 {
 		t.Errorf("the hung host's connection is still pooled")
+	}
+}
+
+func TestPool_HelperWithoutServeFallsBackToOneShot(t *testing.T) {
+	m := newTestMaster(t)
+	h := newHosts(t, m, 1)[0]
+	// An older ganeti-node: the flag is unknown, the one-shot works.
+	old := `old() { if [ "$1" = --serve ]; then ` +
+		`echo "flag provided but not defined: -serve" >&2; exit 2; fi; ` +
+		helperCommand(t) + `; }; old`
+	p := newTestPool(t, m, func(c *ClientConfig) { c.RemoteCommand = old })
+	s := p.NewSession()
+	defer s.Close()
+	for i := range 3 {
+		req := &Request{Cluster: testCluster,
+			Files: []File{{Name: "ca.pem", Data: fmt.Sprint("CA", i)}}}
+		if _, err := s.Update(context.Background(), target(h), req); err != nil {
+			t.Fatalf("update %d: %v", i, err)
+		}
+	}
+	if got, _ := os.ReadFile(h.path(StateDir + "/ca.pem")); string(got) != "CA2" {
+		t.Errorf("ca.pem %q, want CA2", got)
+	}
+	if p.Dials() != 1 || p.Helpers() != 1 {
+		t.Errorf("got %d dials, %d serve attempts; want 1 and 1", p.Dials(), p.Helpers())
 	}
 }
