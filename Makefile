@@ -35,7 +35,7 @@ lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
 
-demo: deps build ## start 4 loopback hosts with real sshd, init, join, promote, list
+demo: deps build ## start 4 loopback hosts with real sshd, init, join x3, demote --auto-promote, list
 	./scripts/demo.sh up
 
 demo-stop: ## stop the demo hosts and remove their files

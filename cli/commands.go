@@ -141,7 +141,8 @@ func nodeCmd(op, usage string, autoPromote bool) *cli.Command {
 func modifyCmd() *cli.Command {
 	return &cli.Command{Name: "modify", Usage: "change a node's flags",
 		ArgsUsage: "NODE --master-capable=BOOL",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "master-capable"}},
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "master-capable",
+			Usage: "true or false", DefaultText: "unchanged"}},
 		Action: func(c *cli.Context) error {
 			name, v, err := modifyArgs(c)
 			if err != nil {
@@ -266,7 +267,8 @@ func clusterModifyCmd() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "master-capability-rapi-modifiable",
 				Usage: "yes or no: may RAPI change master_capable (makes every node a potential candidate)"},
-			&cli.IntFlag{Name: "candidate-pool-size", Usage: "how many master candidates to keep"},
+			&cli.IntFlag{Name: "candidate-pool-size", Usage: "how many master candidates to keep",
+				DefaultText: "unchanged"},
 			&cli.StringFlag{Name: "modify-ssh-setup",
 				Usage: "no: stop managing SSH keys and authorized_keys (the downgrade " +
 					"to a hand-made layout); it is switched back on by " +

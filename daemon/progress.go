@@ -80,8 +80,12 @@ func (r *opReport) summary() string {
 	if r.nodes == 0 {
 		return ""
 	}
-	return fmt.Sprintf("ssh: %d nodes updated (%d changed), %d unreachable",
-		r.nodes, r.changed, len(r.unreachable))
+	nodes := "nodes"
+	if r.nodes == 1 {
+		nodes = "node"
+	}
+	return fmt.Sprintf("ssh: %d %s updated (%d changed), %d unreachable",
+		r.nodes, nodes, r.changed, len(r.unreachable))
 }
 
 // progressLine is one line of a streamed operation answer: progress

@@ -2,7 +2,8 @@
 # Starts a real 4-host ganeti-node cluster on loopback: each host is a
 # root directory under $DEMO_DIR, its own 127.0.0.x address, a real
 # OpenSSH sshd on port 2222 and a ganeti-node daemon. Then it runs
-# init, join x3, promote, and prints `list`. The hosts keep running;
+# init, join x3, demote --auto-promote (node4 takes node3's place), and
+# prints `list`. The hosts keep running;
 # `scripts/demo.sh down` (or `make demo-stop`) stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,7 +88,7 @@ Each host is a root directory: run a command "on" host N with
   $BIN --root $DEMO_DIR/nodeN COMMAND
 and restart a killed daemon with
   $BIN --root $DEMO_DIR/nodeN daemon >>$DEMO_DIR/nodeN/daemon.log 2>&1 &
-Stop it with: $0 down
+Stop it with: make demo-stop (or $0 down)
 MSG
 }
 
