@@ -198,16 +198,17 @@ func (e *RemoteError) Error() string {
 		e.Node, e.Addr, e.Msg)
 }
 
-// Session caches one SSH connection per host address for the life of
-// an operation, so that its phases reuse one connection per host. It is
+// Session is one operation's view of a Pool: its phases share one
+// connection per host, FanOut works on at most its concurrency of hosts
+// at once, and it counts the connections it made the pool dial. It is
 // safe for concurrent use. Close it when the operation ends.
 type Session struct {
-	c *Client
-	// pool, when set, holds the connections instead of conns.
+	c           *Client
 	pool        *Pool
+	ownsPool    bool // Close closes pool too (Client.NewSession)
 	concurrency int
 	mu          sync.Mutex
-	conns       map[string]*sessionConn // nil once closed
+	isClosed    bool
 	dials       atomic.Int64
 	// onResult, when set, sees each FanOut host's result as it lands.
 	onResult func(Result)
@@ -218,104 +219,33 @@ type Session struct {
 // concurrent use). It is for progress display; call it before FanOut.
 func (s *Session) OnResult(f func(Result)) { s.onResult = f }
 
-// sessionConn is a cached connection, or one being dialled: ready is
-// closed once client (or the failure) is known.
-type sessionConn struct {
-	ready  chan struct{}
-	client *ssh.Client
-}
-
-// NewSession starts an operation's set of connections; none is opened
-// until an Update needs it.
+// NewSession starts an operation with connections of its own: a
+// private Pool, closed with the Session, so that every host is dialled
+// afresh (cluster verify proves logins this way). None is opened until
+// an Update needs it; at most ClientConfig.Concurrency hosts at a time.
 func (c *Client) NewSession() *Session {
-	return &Session{c: c, conns: map[string]*sessionConn{},
-		concurrency: c.cfg.Concurrency}
+	s := NewPool(c, 0).NewSession()
+	s.ownsPool = true
+	s.concurrency = c.cfg.Concurrency
+	return s
 }
 
-// Close closes every connection of s. Updates running on them fail;
-// later ones return ErrSessionClosed.
+// Close ends s: later updates return ErrSessionClosed. A session of
+// Client.NewSession also closes its connections, and updates running
+// on them fail; a pool's session leaves them to the pool.
 func (s *Session) Close() {
 	s.mu.Lock()
-	conns := s.conns
-	s.conns = nil
+	s.isClosed = true
 	s.mu.Unlock()
-	for _, sc := range conns {
-		select {
-		case <-sc.ready:
-			if sc.client != nil {
-				sc.client.Close()
-			}
-		default: // the dialler closes it when it sees the session closed
-		}
+	if s.ownsPool {
+		s.pool.Close()
 	}
 }
 
 func (s *Session) closed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.conns == nil
-}
-
-// conn returns the session's connection to t, dialling it if needed.
-// Callers for the same address share one dial.
-func (s *Session) conn(ctx context.Context, t Target,
-	policy HostKeyPolicy) (*ssh.Client, error) {
-	for {
-		s.mu.Lock()
-		if s.conns == nil {
-			s.mu.Unlock()
-			return nil, ErrSessionClosed
-		}
-		sc := s.conns[t.Addr]
-		if sc == nil {
-			sc = &sessionConn{ready: make(chan struct{})}
-			s.conns[t.Addr] = sc
-			s.mu.Unlock()
-			return s.dialInto(ctx, t, policy, sc)
-		}
-		s.mu.Unlock()
-		select {
-		case <-sc.ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if sc.client != nil {
-			return sc.client, nil
-		}
-		// That dial failed and is forgotten; dial under our own policy.
-	}
-}
-
-func (s *Session) dialInto(ctx context.Context, t Target,
-	policy HostKeyPolicy, sc *sessionConn) (*ssh.Client, error) {
-	s.dials.Add(1)
-	client, _, err := s.c.dial(ctx, t, policy)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	defer close(sc.ready)
-	switch {
-	case s.conns == nil:
-		if client != nil {
-			client.Close()
-		}
-		return nil, ErrSessionClosed
-	case err != nil:
-		delete(s.conns, t.Addr)
-		return nil, err
-	}
-	sc.client = client
-	return client, nil
-}
-
-// drop forgets and closes client if it is still the one cached for
-// addr: the host closed it, or it hung.
-func (s *Session) drop(addr string, client *ssh.Client) {
-	s.mu.Lock()
-	if sc := s.conns[addr]; sc != nil && sc.client == client {
-		delete(s.conns, addr)
-	}
-	s.mu.Unlock()
-	client.Close()
+	return s.isClosed
 }
 
 // dial connects and logs in to t within ConnectTimeout, checking the
@@ -440,30 +370,10 @@ func (s *Session) updateOnce(ctx context.Context, t Target, req *Request,
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.c.cfg.OpTimeout)
 	defer cancel()
-	if s.pool != nil {
-		if s.closed() {
-			return nil, ErrSessionClosed
-		}
-		return s.pool.update(ctx, s, t, policy, body)
+	if s.closed() {
+		return nil, ErrSessionClosed
 	}
-
-	// A cached connection may have been closed by the host since its
-	// last use; then one fresh dial is worth it.
-	for attempt := 0; ; attempt++ {
-		client, err := s.conn(ctx, t, policy)
-		if err != nil {
-			return nil, err
-		}
-		sess, err := client.NewSession()
-		if err == nil {
-			return runInSession(ctx, t, sess, s.c.cfg.RemoteCommand, body,
-				func() { s.drop(t.Addr, client) })
-		}
-		s.drop(t.Addr, client)
-		if attempt > 0 || ctx.Err() != nil {
-			return nil, &UnreachableError{Node: t.Name, Addr: t.Addr, Err: err}
-		}
-	}
+	return s.pool.update(ctx, s, t, policy, body)
 }
 
 // runInSession runs the one-shot helper cmd in sess with body on its

@@ -342,9 +342,9 @@ func TestSession_RedialsWhenHostDroppedConnection(t *testing.T) {
 	if _, err := s.Update(context.Background(), target(h), req); err != nil {
 		t.Fatal(err)
 	}
-	s.mu.Lock()
-	s.conns[h.Addr].client.Conn.Close() // as if the host had gone away
-	s.mu.Unlock()
+	s.pool.mu.Lock()
+	s.pool.conns[h.Addr].client.Conn.Close() // as if the host had gone away
+	s.pool.mu.Unlock()
 	if _, err := s.Update(context.Background(), target(h), req); err != nil {
 		t.Errorf("Update after a dropped connection: %v", err)
 	}

@@ -50,7 +50,8 @@ var ErrPoolClosed = errors.New("sshdist: SSH connection pool closed")
 // there). A connection stays logged in with the key it was opened
 // with; the owner closes the Pool when its own key changes or it stops
 // being the master. Connections idle for longer than the idle limit
-// are closed. It is safe for concurrent use.
+// are closed. Client.NewSession uses a private Pool that lives as long
+// as its Session. It is safe for concurrent use.
 type Pool struct {
 	c       *Client
 	idle    time.Duration
@@ -108,10 +109,7 @@ func (p *Pool) Helpers() int64 { return p.helpers.Load() }
 // NewSession returns a Session whose updates use the pool's
 // connections. Closing the Session leaves them open.
 func (p *Pool) NewSession() *Session {
-	s := p.c.NewSession()
-	s.pool = p
-	s.concurrency = PoolConcurrency
-	return s
+	return &Session{c: p.c, pool: p, concurrency: PoolConcurrency}
 }
 
 // Close closes every connection; updates in flight fail, later ones
