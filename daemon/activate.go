@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,6 +225,22 @@ func (a *appliedIndex) broadcast() {
 	defer a.mu.Unlock()
 	close(a.ch)
 	a.ch = make(chan struct{})
+}
+
+// waitUntil returns once done reports true, checked after every
+// applied entry, or when ctx ends.
+func (a *appliedIndex) waitUntil(ctx context.Context, done func() bool) {
+	for {
+		_, ch := a.get()
+		if done() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (a *appliedIndex) get() (uint64, <-chan struct{}) {

@@ -85,18 +85,7 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), maxStatusWait)
 		defer cancel()
-		for {
-			_, ch := d.applied.get()
-			if d.status().AppliedIndex >= want {
-				break
-			}
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-			}
-			break
-		}
+		d.applied.waitUntil(ctx, func() bool { return d.status().AppliedIndex >= want })
 	}
 	writeJSON(w, http.StatusOK, d.status())
 }

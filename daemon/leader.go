@@ -264,17 +264,11 @@ func strictUnmarshal(data []byte, v any) error {
 }
 
 func (d *Daemon) waitInitialised(ctx context.Context) (*fsm.State, error) {
-	for {
-		_, ch := d.applied.get()
-		if s := d.fsm.State(); s.Initialised() {
-			return s, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-ch:
-		}
+	d.applied.waitUntil(ctx, func() bool { return d.fsm.State().Initialised() })
+	if s := d.fsm.State(); s.Initialised() {
+		return s, nil
 	}
+	return nil, ctx.Err()
 }
 
 // clearReconcilePending records that every node matches the

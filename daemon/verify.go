@@ -477,18 +477,8 @@ func (d *Daemon) selfReport(ctx context.Context,
 func (d *Daemon) awaitIndex(ctx context.Context, min uint64) *fsm.State {
 	ctx, cancel := context.WithTimeout(ctx, verifyIndexWait)
 	defer cancel()
-	for {
-		_, ch := d.applied.get()
-		s := d.fsm.State()
-		if s.Index >= min {
-			return s
-		}
-		select {
-		case <-ctx.Done():
-			return d.fsm.State()
-		case <-ch:
-		}
-	}
+	d.applied.waitUntil(ctx, func() bool { return d.fsm.State().Index >= min })
+	return d.fsm.State()
 }
 
 // certBlocksOf returns the certificates of the PEM file at path,
