@@ -316,11 +316,18 @@ func (p *Pool) update(ctx context.Context, s *Session, t Target,
 // alive reports whether pc's connection still answers, and drops it
 // if not.
 func (p *Pool) alive(t Target, pc *poolConn) bool {
-	if _, _, err := pc.client.SendRequest("keepalive@ganeti-node", true, nil); err != nil {
+	if !pc.answers() {
 		p.drop(t.Addr, pc)
 		return false
 	}
 	return true
+}
+
+// answers sends a global request that sshd refuses but must answer:
+// an error means the connection is gone.
+func (pc *poolConn) answers() bool {
+	_, _, err := pc.client.SendRequest("keepalive@ganeti-node", true, nil)
+	return err == nil
 }
 
 // runOneShot runs the one-shot helper in a new session on pc: the way
@@ -373,8 +380,7 @@ func (p *Pool) exchange(ctx context.Context, t Target, pc *poolConn,
 		var gone *helperGoneError
 		if errors.As(err, &gone) {
 			// Was it the helper alone, or the whole connection?
-			_, _, perr := pc.client.SendRequest("keepalive@ganeti-node", true, nil)
-			done <- result{h, resp, err, perr != nil}
+			done <- result{h, resp, err, !pc.answers()}
 			return
 		}
 		done <- result{h, resp, err, false}
